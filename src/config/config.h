@@ -1,0 +1,164 @@
+/*
+ * The typed, validated configuration snapshot (DESIGN §4).
+ *
+ * tg_config_load() turns a YAML file into a struct tg_config or reports every error it found as
+ * "FILE:LINE:COL: message". A snapshot is immutable once loaded: workers read it without locks
+ * and it is reference-counted so a reload can swap it while requests still use the old one.
+ * Every string and array of a snapshot lives in its arena and is freed with it.
+ */
+#ifndef TG_CONFIG_H
+#define TG_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "net/addr.h"
+
+typedef uint64_t tg_msec_t;
+
+struct tg_conf_pos {
+    const char *file;
+    int line; /* 1-based */
+    int col;  /* 1-based */
+};
+
+struct tg_listen_conf {
+    const char *addr_text;
+    struct tg_addr addr;
+    const char *tls_cert; /* NULL: plain TCP */
+    const char *tls_key;
+    struct tg_conf_pos pos;
+};
+
+enum tg_scheme { TG_SCHEME_HTTP, TG_SCHEME_HTTPS, TG_SCHEME_UNIX };
+
+struct tg_node_conf {
+    const char *url;       /* as written, after ${VAR} expansion */
+    uint8_t scheme;        /* enum tg_scheme */
+    const char *host;      /* host name or IP literal without brackets; NULL for unix */
+    uint16_t port;         /* default 80 / 443 */
+    bool host_is_ip;       /* host is an IP literal: no DNS needed */
+    struct tg_addr addr;   /* resolved at load time when host_is_ip or unix */
+    const char *authority; /* "host[:port]" as it goes in Host when the route does not set one */
+    const char *base_path; /* path of the URL without trailing slash, "" when none */
+    uint32_t weight;       /* default 1 */
+    uint32_t tier;         /* default 0 */
+    struct tg_conf_pos pos;
+};
+
+enum tg_service_kind { TG_SERVICE_HTTP, TG_SERVICE_JSONRPC };
+enum tg_balance {
+    TG_BALANCE_P2C_EWMA,
+    TG_BALANCE_ROUND_ROBIN,
+    TG_BALANCE_LEAST_OUTSTANDING,
+    TG_BALANCE_CONSISTENT_HASH
+};
+
+struct tg_service_conf {
+    const char *name;
+    uint8_t kind;    /* enum tg_service_kind */
+    uint8_t balance; /* enum tg_balance */
+    struct tg_node_conf *nodes;
+    size_t num_nodes;
+    tg_msec_t connect_timeout;  /* timeouts.connect, default 2s */
+    tg_msec_t response_timeout; /* timeouts.response (until the response head), default 30s */
+    uint32_t pool_max_idle;     /* pool.max_idle per worker and node, default 64 */
+    tg_msec_t pool_idle_timeout; /* pool.idle_timeout, default 60s */
+    bool tls_verify;             /* tls.verify, default true */
+    const char *tls_ca;          /* tls.ca: PEM bundle; NULL = system store */
+    const char *tls_sni;         /* tls.sni: overrides the node's host name */
+    struct tg_conf_pos pos;
+};
+
+struct tg_route_conf {
+    const char *name;
+    const char *host;    /* match.host pattern, NULL = any host */
+    const char *path;    /* match.path pattern, NULL = any path */
+    uint32_t methods;    /* bit (1 << enum tg_http_method) per allowed method, 0 = any */
+    const char *service; /* service name */
+    struct tg_service_conf *svc;
+    const char *rewrite_path; /* template or NULL */
+    const char *rewrite_host; /* template or NULL */
+    uint64_t max_body;        /* 0 = limits.max_body */
+    struct tg_conf_pos pos;
+};
+
+struct tg_limits_conf {
+    uint64_t max_request_line;  /* 8kb, 414 */
+    uint64_t max_header_bytes;  /* 32kb, 431 */
+    uint32_t max_headers;       /* 100, 431 */
+    uint64_t max_body;          /* 10mb, 413 */
+    tg_msec_t header_timeout;   /* 10s, 408, absolute from the first byte of a request */
+    tg_msec_t idle_timeout;     /* 60s between requests of a keep-alive connection */
+    tg_msec_t body_timeout;     /* 60s without any request body byte: 408 */
+    tg_msec_t send_timeout;     /* 60s without the client reading anything we send */
+    uint32_t max_connections;   /* 10000 client connections per instance */
+};
+
+enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
+
+struct tg_config {
+    atomic_int refs;
+    const char *file;
+    char hash[17]; /* first 64 bits of SHA-256 of the file bytes, hex */
+
+    uint32_t workers; /* 0 = auto */
+    struct tg_listen_conf *listens;
+    size_t num_listens;
+    const char *admin_addr_text; /* admin.addr, default 127.0.0.1:9901 */
+    struct tg_addr admin_addr;
+    struct tg_limits_conf limits;
+    tg_msec_t drain_delay;      /* shutdown.drain_delay, 5s */
+    tg_msec_t shutdown_timeout; /* shutdown.timeout, 25s */
+    uint8_t log_level;          /* log.level, info */
+    bool access_log;            /* log.access.enabled, true */
+    double access_sample;       /* log.access.sample, 1.0 */
+    tg_msec_t access_slow;      /* log.access.slow, 1s */
+    struct tg_str_list {
+        const char **items;
+        size_t num;
+    } trusted_proxies; /* CIDRs whose X-Forwarded-* headers are kept (§9.10) */
+    struct tg_str_list dns_servers; /* dns.servers: "ip[:port]"; empty = /etc/resolv.conf */
+    tg_msec_t dns_min_ttl;          /* dns.min_ttl, 1s: answers are kept at least this long */
+    tg_msec_t dns_max_ttl;          /* dns.max_ttl, 300s: and re-resolved at least this often */
+    tg_msec_t dns_timeout;          /* dns.timeout, 2s per query attempt */
+
+    struct tg_service_conf *services;
+    size_t num_services;
+    struct tg_route_conf *routes;
+    size_t num_routes;
+
+    void *arena; /* owns every string and array above */
+};
+
+/* Collected errors of one load; each message is "FILE:LINE:COL: text". */
+struct tg_config_errors {
+    char **msgs;
+    size_t num;
+};
+
+/*
+ * Loads and validates a configuration file. Returns a snapshot with one reference, or NULL with
+ * every error found appended to errs (never stops at the first one). ${VAR} and ${VAR:-default}
+ * are expanded from the environment before values are parsed.
+ */
+struct tg_config *tg_config_load(const char *path, struct tg_config_errors *errs);
+
+/* As tg_config_load(), from memory; name is used in error messages. */
+struct tg_config *tg_config_load_mem(const char *name, const char *text, size_t len,
+                                     struct tg_config_errors *errs);
+
+struct tg_config *tg_config_take(struct tg_config *cf);
+void tg_config_drop(struct tg_config *cf);
+
+void tg_config_errors_dispose(struct tg_config_errors *errs);
+
+/* Writes a Mermaid flowchart of listeners -> routes -> services -> nodes. */
+void tg_config_graph(const struct tg_config *cf, FILE *out);
+
+/* Looks up a service by name; NULL when absent. */
+struct tg_service_conf *tg_config_service(const struct tg_config *cf, const char *name);
+
+#endif
