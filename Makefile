@@ -4,7 +4,7 @@
 CC       ?= gcc
 PYTHON   := /usr/bin/python3
 SAN      ?= 0
-BUILD    := build$(if $(filter 1,$(SAN)),/san,)
+BUILD    ?= build$(if $(filter 1,$(SAN)),/san,)
 
 WARN     := -Wall -Wextra -Wundef -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
             -Wnull-dereference -Wno-unused-parameter
@@ -47,6 +47,9 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/unit/%: tests/unit/%.c tests/unit/unit.h $(LIBOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBOBJS) $(LDLIBS)
+
+# The cross-check compares our request parser with an independent one (Debian's http-parser).
+$(BUILD)/tests/unit/test_h1_crosscheck: LDLIBS += -lhttp_parser
 
 # Fuzz targets are replayed over their corpora by a plain driver, so `make test` needs no clang.
 $(BUILD)/tests/fuzz/%-replay: tests/fuzz/%.c tests/fuzz/replay.c $(LIBOBJS)

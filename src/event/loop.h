@@ -59,6 +59,9 @@ void tg_loop_del(struct tg_loop *loop, struct tg_watch *w);
 /* Cached monotonic milliseconds, updated once per loop iteration. */
 tg_msec_t tg_loop_now(const struct tg_loop *loop);
 
+/* The same instant in microseconds, for latency measurements. */
+uint64_t tg_loop_now_us(const struct tg_loop *loop);
+
 /* Cached wall-clock seconds since the epoch, updated once per loop iteration. */
 int64_t tg_loop_wall(const struct tg_loop *loop);
 

@@ -1,0 +1,112 @@
+#include "net/sock.h"
+
+#include <errno.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "net/tls.h"
+
+ssize_t tg_sock_read(struct tg_sock *s, void *buf, size_t len)
+{
+    ssize_t n;
+
+    if (s->ssl != NULL) {
+        n = tg_tls_read(s->ssl, buf, len);
+        if (n == TG_AGAIN)
+            s->readable = false;
+        else if (n == 0)
+            s->eof = true;
+        return n;
+    }
+    do {
+        n = read(s->watch.fd, buf, len);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        if ((size_t)n < len)
+            s->readable = false;
+        return n;
+    }
+    if (n == 0) {
+        s->eof = true;
+        s->readable = false;
+        return 0;
+    }
+    if (errno == EAGAIN) {
+        s->readable = false;
+        return TG_AGAIN;
+    }
+    return TG_ERROR;
+}
+
+ssize_t tg_sock_writev(struct tg_sock *s, const struct iovec *iov, int iovcnt)
+{
+    size_t want = 0;
+    ssize_t n;
+
+    for (int i = 0; i < iovcnt; i++)
+        want += iov[i].iov_len;
+    if (s->ssl != NULL) {
+        n = tg_tls_writev(s->ssl, iov, iovcnt);
+        if (n == TG_AGAIN || (n >= 0 && (size_t)n < want))
+            s->writable = false;
+        return n;
+    }
+    do {
+        n = writev(s->watch.fd, iov, iovcnt);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) {
+        if ((size_t)n < want)
+            s->writable = false;
+        return n;
+    }
+    if (errno == EAGAIN) {
+        s->writable = false;
+        return TG_AGAIN;
+    }
+    return TG_ERROR;
+}
+
+int tg_sock_handshake(struct tg_sock *s)
+{
+    int rc;
+
+    if (!s->handshaking)
+        return TG_OK;
+    rc = tg_tls_handshake(s->ssl);
+    if (rc == TG_OK)
+        s->handshaking = false;
+    else if (rc == TG_AGAIN)
+        s->readable = s->writable = false;
+    return rc;
+}
+
+bool tg_sock_pending(const struct tg_sock *s)
+{
+    return s->ssl != NULL && tg_tls_pending(s->ssl) > 0;
+}
+
+void tg_sock_close(struct tg_sock *s)
+{
+    if (s->ssl != NULL) {
+        tg_tls_free(s->ssl);
+        s->ssl = NULL;
+    }
+    if (s->watch.fd >= 0) {
+        close(s->watch.fd);
+        s->watch.fd = -1;
+    }
+    s->readable = s->writable = false;
+}
+
+void tg_iov_advance(struct iovec **iov, int *iovcnt, size_t n)
+{
+    while (*iovcnt > 0 && n >= (*iov)->iov_len) {
+        n -= (*iov)->iov_len;
+        (*iov)++;
+        (*iovcnt)--;
+    }
+    if (*iovcnt > 0 && n > 0) {
+        (*iov)->iov_base = (char *)(*iov)->iov_base + n;
+        (*iov)->iov_len -= n;
+    }
+}

@@ -1,0 +1,78 @@
+/*
+ * tollgate's own responses: JSON errors (DESIGN §5) with the request id, so a client can quote
+ * it and an operator can find the access-log line.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "proxy/proxy.h"
+
+size_t tg_error_format(char *out, size_t cap, struct tg_worker *w, int status, const char *code,
+                       const char *message, const char *rid, size_t rid_len, bool close)
+{
+    char body[384];
+    size_t date_len;
+    const char *date = tg_worker_date(w, &date_len);
+    int blen, hlen;
+
+    blen = snprintf(body, sizeof(body),
+                    "{\"error\":{\"status\":%d,\"code\":\"%s\",\"message\":\"%s\","
+                    "\"request_id\":\"%.*s\"}}\n",
+                    status, code, message, (int)rid_len, rid ? rid : "");
+    if (blen < 0 || (size_t)blen >= sizeof(body))
+        blen = (int)sizeof(body) - 1;
+    hlen = snprintf(out, cap,
+                    "HTTP/1.1 %d %s\r\n%.*sServer: tollgate\r\nContent-Type: application/json\r\n"
+                    "Content-Length: %d\r\n%s%.*s%s%s\r\n",
+                    status, tg_http_status_text(status), (int)date_len, date, blen,
+                    rid_len ? "X-Request-Id: " : "", (int)rid_len, rid ? rid : "",
+                    rid_len ? "\r\n" : "", close ? "Connection: close\r\n" : "");
+    if (hlen < 0 || (size_t)hlen + (size_t)blen > cap)
+        tg_fatal("error response does not fit its buffer");
+    memcpy(out + hlen, body, (size_t)blen);
+    return (size_t)hlen + (size_t)blen;
+}
+
+/*
+ * Replaces whatever the transaction was doing with an error response. Once a response head has
+ * gone to the client there is no way to signal an error but to close the connection.
+ */
+void tg_txn_respond_error(struct tg_txn *t, int status, const char *code, const char *message)
+{
+    struct tg_conn *c = t->conn;
+    char *out = t->scratch + t->scratch_cap / 2;
+    size_t n;
+
+    if (t->res_state != TG_RES_WAIT || t->local_reply) {
+        tg_conn_abort(c);
+        return;
+    }
+    if (t->up != NULL) {
+        tg_upconn_close(t->up);
+        t->up = NULL;
+    }
+    if (t->req_state != TG_REQ_DONE) {
+        /* the rest of the request body is still on the wire: it cannot be skipped reliably */
+        c->close_after = true;
+    }
+    if (status == 408 || status == 414 || status == 431 || status == 400 || status == 413 ||
+        status == 501 || status == 505)
+        c->close_after = true;
+    if (t->request_id_len == 0)
+        tg_worker_request_id(c->worker, t->request_id, &t->request_id_len);
+    n = tg_error_format(out, t->scratch_cap - t->scratch_cap / 2, c->worker, status, code, message,
+                        t->request_id, t->request_id_len, c->close_after);
+    t->status = status;
+    t->local_reply = true;
+    t->res_state = TG_RES_BODY;
+    t->res_end = true;
+    t->res_out.iov[0].iov_base = out;
+    t->res_out.iov[0].iov_len = n;
+    t->res_out.off = 0;
+    t->res_out.cnt = 1;
+    t->res_body_out = 0;
+    c->phase = TG_CONN_TXN;
+    c->worker->stats.responses_by_class[status / 100]++;
+    tg_txn_flush(t);
+}

@@ -1,0 +1,912 @@
+/*
+ * A transaction: forwards one request to a node and its response back (DESIGN §2, §9.12-9.14).
+ *
+ * The request head goes out in a single writev: the rewritten request line, the client's header
+ * lines untouched (hop-by-hop ones skipped by leaving them out of the iovec), the headers tollgate
+ * adds, and whatever body bytes already sit in the buffer. The response head comes back the same
+ * way. Bodies then stream through the connection buffers with backpressure: a side is read only
+ * when what was read before has been written, so memory does not depend on body size.
+ *
+ * tg_txn_run() is the single driver: every readiness event of either socket calls it, and it
+ * makes every step that is possible until none is. It returns as soon as the transaction is
+ * finished, because finishing may free the transaction and the client connection.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "proxy/proxy.h"
+
+#define TG_CHUNK_MAX_LINE     4096
+#define TG_CHUNK_MAX_TRAILERS (16 * 1024)
+
+static bool tg__txn_flush(struct tg_txn *t);
+
+struct tg_txn *tg_txn_new(struct tg_conn *c)
+{
+    struct tg_worker *w = c->worker;
+    struct tg_runtime *rt = w->rt;
+    size_t nh = rt->cf->limits.max_headers;
+    size_t scratch = 2 * rt->cf->limits.max_request_line + 4096;
+    size_t iovs = nh + 8;
+    struct tg_txn *t = w->free_txns;
+    char *p;
+
+    if (t != NULL && (t->alloc_headers < nh || t->scratch_cap < scratch)) {
+        w->free_txns = t->next_free;
+        free(t);
+        t = NULL;
+    }
+    if (t != NULL) {
+        w->free_txns = t->next_free;
+        nh = t->alloc_headers;
+        scratch = t->scratch_cap;
+    } else {
+        t = tg_malloc(sizeof(*t) + 2 * nh * sizeof(struct tg_http_header) +
+                      2 * iovs * sizeof(struct iovec) + scratch);
+        t->alloc_headers = nh;
+        t->scratch_cap = scratch;
+    }
+    memset(t, 0, offsetof(struct tg_txn, alloc_headers));
+    p = (char *)(t + 1);
+    t->req.headers = (struct tg_http_header *)p;
+    t->res.headers = t->req.headers + nh;
+    t->req_out.iov = (struct iovec *)(t->res.headers + nh);
+    t->res_out.iov = t->req_out.iov + iovs;
+    t->scratch = (char *)(t->res_out.iov + iovs);
+    t->iov_max = iovs;
+    t->conn = c;
+    t->rt = rt;
+    t->up_reusable = true;
+    t->start_us = tg_loop_now_us(w->loop);
+    return t;
+}
+
+void tg_txn_free(struct tg_txn *t)
+{
+    struct tg_worker *w = t->conn->worker;
+
+    if (t->up != NULL) {
+        tg_upconn_close(t->up);
+        t->up = NULL;
+    }
+    t->next_free = w->free_txns;
+    w->free_txns = t;
+}
+
+static bool tg__is_idempotent(int method)
+{
+    return method == TG_METHOD_GET || method == TG_METHOD_HEAD || method == TG_METHOD_PUT ||
+           method == TG_METHOD_DELETE || method == TG_METHOD_OPTIONS || method == TG_METHOD_TRACE;
+}
+
+static const char *tg__conn_peer_text(struct tg_conn *c)
+{
+    const struct in6_addr *a = &c->peer.sin6_addr;
+
+    if (c->peer_text_len == 0 && c->peer.sin6_family == AF_INET6) {
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], c->peer_text, sizeof(c->peer_text));
+        else
+            inet_ntop(AF_INET6, a, c->peer_text, sizeof(c->peer_text));
+        c->peer_text_len = (uint8_t)strlen(c->peer_text);
+    }
+    return c->peer_text_len ? c->peer_text : NULL;
+}
+
+/* Appends the header lines of a head that are kept as iovecs pointing into the head itself.
+ * Adjacent kept lines share one iovec. head_end points just past the last header line. */
+static void tg__iov_headers(struct tg_iovq *q, const struct tg_http_header *h, size_t num,
+                            const char *head_end, bool (*skip)(const struct tg_http_header *, void *),
+                            void *arg)
+{
+    struct iovec *last = NULL;
+
+    for (size_t i = 0; i < num; i++) {
+        const char *from = h[i].name.base;
+        const char *to = i + 1 < num ? h[i + 1].name.base : head_end;
+
+        if (skip(&h[i], arg)) {
+            last = NULL;
+            continue;
+        }
+        if (last != NULL && (char *)last->iov_base + last->iov_len == from) {
+            last->iov_len += (size_t)(to - from);
+            continue;
+        }
+        last = &q->iov[q->cnt++];
+        last->iov_base = (void *)from;
+        last->iov_len = (size_t)(to - from);
+    }
+}
+
+struct tg__req_skip {
+    bool trusted;
+};
+
+static bool tg__req_skip(const struct tg_http_header *h, void *arg)
+{
+    const struct tg__req_skip *s = arg;
+
+    if (h->flags & TG_HDR_F_HOP)
+        return true;
+    switch (h->id) {
+    case TG_HDR_HOST:
+    case TG_HDR_X_REQUEST_ID:
+    case TG_HDR_EXPECT:
+    case TG_HDR_X_FORWARDED_FOR:
+        return true;
+    case TG_HDR_X_FORWARDED_PROTO:
+    case TG_HDR_X_FORWARDED_HOST:
+        return !s->trusted;
+    default:
+        return false;
+    }
+}
+
+static bool tg__res_skip(const struct tg_http_header *h, void *arg)
+{
+    return (h->flags & TG_HDR_F_HOP) || h->id == TG_HDR_X_REQUEST_ID;
+}
+
+/* Appends src to the composition area, failing when it does not fit. */
+#define TG_PUT(p, end, src, n)                                                                     \
+    do {                                                                                           \
+        size_t n_ = (n);                                                                           \
+        if ((size_t)((end) - (p)) < n_)                                                            \
+            goto overflow;                                                                         \
+        memcpy((p), (src), n_);                                                                    \
+        (p) += n_;                                                                                 \
+    } while (0)
+#define TG_PUTS(p, end, lit) TG_PUT(p, end, lit, sizeof(lit) - 1)
+
+/* A target or header value produced by a rewrite is checked again before it is sent (§9.9). */
+static bool tg__valid_field(const char *p, size_t n, bool target)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+
+        if (ch <= 0x20 || ch == 0x7f || (target && ch == '#'))
+            return false;
+    }
+    return n > 0;
+}
+
+/*
+ * Composes the request head into the request area of the scratch space and t->req_out: the
+ * request line, the kept header lines, the added headers, then the body bytes already buffered.
+ * path is the normalised path (with query). Returns 0, or -1 when a rewrite does not fit or
+ * produced an invalid value.
+ */
+static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
+                                   const struct tg_route_captures *caps)
+{
+    struct tg_conn *c = t->conn;
+    const struct tg_route_conf *route = t->route;
+    const struct tg_node_conf *nc = t->node->conf;
+    struct tg_runtime *rt = t->rt;
+    char *start = t->scratch + rt->cf->limits.max_request_line;
+    char *end = t->scratch + t->scratch_cap / 2;
+    char *p = start, *host_at;
+    const char *head = c->in->base + c->in->start;
+    struct tg__req_skip skip = {.trusted = tg_runtime_trusted(rt, &c->peer)};
+    const char *peer;
+    size_t host_len;
+    ssize_t n;
+
+    t->req_out.off = t->req_out.cnt = 0;
+    TG_PUT(p, end, t->req.method.base, t->req.method.len);
+    TG_PUTS(p, end, " ");
+    TG_PUT(p, end, nc->base_path, strlen(nc->base_path));
+    if (route->rewrite_path != NULL) {
+        const char *q = memchr(path.base, '?', path.len);
+        char *at = p;
+
+        n = tg_router_expand(route->rewrite_path, caps, t->req.host, path, p, (size_t)(end - p));
+        if (n < 0)
+            goto overflow;
+        p += n;
+        if (q != NULL && strstr(route->rewrite_path, "{path}") == NULL)
+            TG_PUT(p, end, q, (size_t)(path.base + path.len - q));
+        if (!tg__valid_field(at, (size_t)(p - at), true) || *at != '/')
+            return -1;
+    } else {
+        TG_PUT(p, end, path.base, path.len);
+    }
+    TG_PUTS(p, end, " HTTP/1.1\r\n");
+    t->req_out.iov[t->req_out.cnt++] = (struct iovec){start, (size_t)(p - start)};
+
+    tg__iov_headers(&t->req_out, t->req.headers, t->req.num_headers, head + t->head_len - 2,
+                    tg__req_skip, &skip);
+
+    start = p;
+    TG_PUTS(p, end, "Host: ");
+    host_at = p;
+    if (route->rewrite_host != NULL) {
+        n = tg_router_expand(route->rewrite_host, caps, t->req.host, path, p, (size_t)(end - p));
+        if (n < 0)
+            goto overflow;
+        p += n;
+        if (!tg__valid_field(host_at, (size_t)n, false))
+            return -1;
+    } else if (nc->authority != NULL) {
+        TG_PUT(p, end, nc->authority, strlen(nc->authority));
+    } else {
+        TG_PUT(p, end, t->req.host.base, t->req.host.len);
+    }
+    host_len = (size_t)(p - host_at);
+    (void)host_len;
+    TG_PUTS(p, end, "\r\nX-Forwarded-For: ");
+    if (skip.trusted) {
+        for (size_t i = 0; i < t->req.num_headers; i++) {
+            if (t->req.headers[i].id != TG_HDR_X_FORWARDED_FOR)
+                continue;
+            TG_PUT(p, end, t->req.headers[i].value.base, t->req.headers[i].value.len);
+            TG_PUTS(p, end, ", ");
+        }
+    }
+    peer = tg__conn_peer_text(c);
+    if (peer != NULL)
+        TG_PUT(p, end, peer, c->peer_text_len);
+    else
+        TG_PUTS(p, end, "unknown");
+    if (!skip.trusted) {
+        if (c->listener->tls)
+            TG_PUTS(p, end, "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ");
+        else
+            TG_PUTS(p, end, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ");
+        TG_PUT(p, end, t->req.host.base, t->req.host.len);
+    }
+    TG_PUTS(p, end, "\r\nVia: 1.1 tollgate\r\nX-Request-Id: ");
+    TG_PUT(p, end, t->request_id, t->request_id_len);
+    if (t->req.body_kind == TG_BODY_CHUNKED)
+        TG_PUTS(p, end, "\r\nTransfer-Encoding: chunked");
+    TG_PUTS(p, end, "\r\n\r\n");
+    t->req_out.iov[t->req_out.cnt++] = (struct iovec){start, (size_t)(p - start)};
+    return 0;
+
+overflow:
+    return -1;
+}
+
+/*
+ * Returns how many of the n body bytes at p (the request body as buffered from the client) may be
+ * forwarded now, and marks the end of the body. For chunked bodies the framing is validated as it
+ * goes. Returns -1 for invalid chunked framing.
+ */
+static ssize_t tg__req_body_take(struct tg_txn *t, const char *p, size_t n)
+{
+    ssize_t r;
+
+    if (t->req.body_kind == TG_BODY_LENGTH) {
+        size_t take = n < t->req_remaining ? n : (size_t)t->req_remaining;
+        return (ssize_t)take;
+    }
+    if (t->req_body_end)
+        return 0;
+    r = tg_h1_chunked_scan(&t->req_chunked, p, n);
+    if (r == TG_H1_INVALID)
+        return -1;
+    if (r == TG_H1_INCOMPLETE)
+        r = (ssize_t)n;
+    else
+        t->req_body_end = true;
+    return r;
+}
+
+/* Accounts for n request body bytes handed to the node. */
+static void tg__req_body_sent(struct tg_txn *t, size_t n)
+{
+    t->req_body_bytes += n;
+    if (t->req.body_kind == TG_BODY_LENGTH) {
+        t->req_remaining -= n;
+        if (t->req_remaining == 0)
+            t->req_state = TG_REQ_DONE;
+    } else if (t->req_body_end && t->req_scanned == 0) {
+        t->req_state = TG_REQ_DONE;
+    }
+}
+
+static void tg__txn_fail(struct tg_txn *t, int status, const char *code, const char *msg)
+{
+    struct tg_worker_stats *st = &t->conn->worker->stats;
+
+    if (status == 502)
+        st->upstream_bad_responses++;
+    tg_txn_respond_error(t, status, code, msg);
+}
+
+/* A fresh connection replaces a pooled one that the node had closed before our request reached
+ * it. Only safe without a body (nothing else is kept for replay) and for idempotent methods. */
+static bool tg__txn_retry(struct tg_txn *t)
+{
+    struct tg_worker *w = t->conn->worker;
+    struct tg_upconn *u = t->up;
+    int err = 0;
+
+    if (!u->reused || t->retried || t->req.body_kind != TG_BODY_NONE ||
+        !tg__is_idempotent(t->req.method_id) || t->res_state != TG_RES_WAIT ||
+        (u->in != NULL && tg_buf_len(u->in) > 0))
+        return false;
+    tg_upconn_close(u);
+    t->up = NULL;
+    t->retried = true;
+    u = tg_upconn_get(w, t->node, &err);
+    if (u == NULL)
+        return false;
+    /* The composed head is intact in the scratch space and the client buffer; only the iovecs
+     * were advanced by the failed write, so restore them from the copy kept in res_out (unused
+     * until a response arrives). */
+    memcpy(t->req_out.iov, t->res_out.iov, (size_t)t->req_out.cnt * sizeof(struct iovec));
+    t->req_out.off = 0;
+    t->up = u;
+    u->txn = t;
+    t->req_state = TG_REQ_HEAD;
+    return true;
+}
+
+/* Sends the pending request head and then the body. Returns true on progress. */
+static bool tg__txn_send(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+    struct tg_upconn *u = t->up;
+    struct tg_buf *in = c->in;
+    ssize_t n;
+
+    if (t->req_state == TG_REQ_HEAD) {
+        struct iovec *iov = t->req_out.iov + t->req_out.off;
+        int cnt = t->req_out.cnt - t->req_out.off;
+
+        n = tg_sock_writev(&u->sock, iov, cnt);
+        if (n == TG_AGAIN)
+            return false;
+        if (n < 0) {
+            if (tg__txn_retry(t))
+                return true;
+            c->worker->stats.upstream_connect_errors++;
+            tg__txn_fail(t, 502, "upstream_reset", "the upstream connection failed");
+            return true;
+        }
+        tg_iov_advance(&iov, &cnt, (size_t)n);
+        t->req_out.off = t->req_out.cnt - cnt;
+        if (cnt > 0)
+            return n > 0;
+        /* the head is out: its bytes and the body bytes sent with it leave the client buffer */
+        if (t->req.body_kind == TG_BODY_NONE) {
+            t->req_state = TG_REQ_DONE;
+        } else {
+            in->start += t->head_len + t->req_body_out;
+            t->req_state = TG_REQ_BODY;
+            if (t->req_scanned)
+                t->req_scanned -= t->head_len + t->req_body_out;
+            tg__req_body_sent(t, t->req_body_out);
+            t->req_body_out = 0;
+            if (tg_buf_len(in) == 0 && t->req_scanned == 0)
+                in->start = in->end = 0;
+        }
+        tg_upconn_arm(u, t->svc->conf->response_timeout);
+        return true;
+    }
+    if (t->req_state != TG_REQ_BODY)
+        return false;
+
+    /* stream the body: what is buffered first, then read more from the client */
+    {
+        const char *p = in->base + in->start;
+        size_t avail = tg_buf_len(in);
+        size_t send;
+
+        if (t->req.body_kind == TG_BODY_CHUNKED) {
+            size_t scanned = t->req_scanned;
+            if (scanned < avail && !t->req_body_end) {
+                ssize_t r = tg__req_body_take(t, p + scanned, avail - scanned);
+                if (r < 0) {
+                    c->worker->stats.rejected_bad_request++;
+                    tg__txn_fail(t, 400, "bad_request", "invalid chunked request body");
+                    return true;
+                }
+                t->req_scanned = scanned + (size_t)r;
+            }
+            send = t->req_scanned;
+        } else {
+            send = (size_t)tg__req_body_take(t, p, avail);
+        }
+        if (send > 0) {
+            struct iovec iov = {(void *)p, send};
+
+            if (!u->sock.writable)
+                return false;
+            n = tg_sock_writev(&u->sock, &iov, 1);
+            if (n == TG_AGAIN)
+                return false;
+            if (n < 0) {
+                tg__txn_fail(t, 502, "upstream_reset", "the upstream connection failed");
+                return true;
+            }
+            in->start += (size_t)n;
+            if (t->req.body_kind == TG_BODY_CHUNKED)
+                t->req_scanned -= (size_t)n;
+            tg__req_body_sent(t, (size_t)n);
+            if (tg_buf_len(in) == 0)
+                in->start = in->end = 0;
+            return n > 0;
+        }
+    }
+    if (t->req.body_kind == TG_BODY_CHUNKED && t->req_body_end && t->req_scanned == 0) {
+        t->req_state = TG_REQ_DONE;
+        return true;
+    }
+    /* need more body from the client */
+    if (!c->sock.readable && !tg_sock_pending(&c->sock)) {
+        tg_conn_arm(c, t->rt->cf->limits.body_timeout);
+        return false;
+    }
+    if (tg_buf_room(in) == 0)
+        tg_buf_compact(in);
+    n = tg_sock_read(&c->sock, in->base + in->end, tg_buf_room(in));
+    if (n == TG_AGAIN)
+        return true;
+    if (n <= 0) {
+        tg_conn_abort(c);
+        return true;
+    }
+    in->end += (size_t)n;
+    if (t->req.body_kind == TG_BODY_CHUNKED) {
+        uint64_t max = t->route->max_body ? t->route->max_body : t->rt->cf->limits.max_body;
+        if (t->req_body_bytes + tg_buf_len(in) > max + max / 8 + 4096) {
+            c->worker->stats.rejected_body_too_large++;
+            tg__txn_fail(t, 413, "body_too_large", "the request body exceeds the limit");
+        }
+    }
+    return true;
+}
+
+/*
+ * Decides how many of the n response body bytes at p go to the client, applying the framing.
+ * For chunked bodies relayed to an HTTP/1.0 client the data is decoded in place. Sets res_end
+ * when the body is complete. Returns the byte count to forward, or -1 for a framing error.
+ */
+static ssize_t tg__res_body_take(struct tg_txn *t, char *p, size_t n, size_t *consumed)
+{
+    ssize_t r;
+    size_t data;
+
+    *consumed = n;
+    switch (t->res.body_kind) {
+    case TG_BODY_LENGTH: {
+        size_t take = n < t->res_remaining ? n : (size_t)t->res_remaining;
+        t->res_remaining -= take;
+        if (t->res_remaining == 0)
+            t->res_end = true;
+        if (take < n)
+            t->up_reusable = false;
+        *consumed = take;
+        return (ssize_t)take;
+    }
+    case TG_BODY_CHUNKED:
+        if (t->res_decode) {
+            r = tg_h1_chunked_decode(&t->res_chunked, p, n, &data);
+            if (r == TG_H1_INVALID)
+                return -1;
+            if (r >= 0) {
+                t->res_end = true;
+                *consumed = (size_t)r;
+                if ((size_t)r < n)
+                    t->up_reusable = false;
+            }
+            return (ssize_t)data;
+        }
+        r = tg_h1_chunked_scan(&t->res_chunked, p, n);
+        if (r == TG_H1_INVALID)
+            return -1;
+        if (r == TG_H1_INCOMPLETE)
+            return (ssize_t)n;
+        t->res_end = true;
+        if ((size_t)r < n)
+            t->up_reusable = false;
+        *consumed = (size_t)r;
+        return r;
+    case TG_BODY_CLOSE:
+        return (ssize_t)n;
+    default:
+        t->res_end = true;
+        if (n > 0)
+            t->up_reusable = false;
+        *consumed = n;
+        return 0;
+    }
+}
+
+/* Builds the response head for the client in the response area of the scratch space. */
+static int tg__txn_compose_response(struct tg_txn *t, const char *head, size_t head_len)
+{
+    struct tg_conn *c = t->conn;
+    char *start = t->scratch + t->scratch_cap / 2;
+    char *end = t->scratch + t->scratch_cap;
+    char *p = start;
+    struct tg_str reason = t->res.reason;
+    char code[5];
+
+    if (reason.len == 0)
+        reason = tg_str_cstr(tg_http_status_text(t->res.status));
+    snprintf(code, sizeof(code), "%03d ", t->res.status);
+    t->res_out.off = t->res_out.cnt = 0;
+    TG_PUTS(p, end, "HTTP/1.1 ");
+    TG_PUT(p, end, code, 4);
+    TG_PUT(p, end, reason.base, reason.len);
+    TG_PUTS(p, end, "\r\n");
+    t->res_out.iov[t->res_out.cnt++] = (struct iovec){start, (size_t)(p - start)};
+    tg__iov_headers(&t->res_out, t->res.headers, t->res.num_headers, head + head_len - 2,
+                    tg__res_skip, NULL);
+    start = p;
+    TG_PUTS(p, end, "X-Request-Id: ");
+    TG_PUT(p, end, t->request_id, t->request_id_len);
+    TG_PUTS(p, end, "\r\n");
+    if (t->res_passthru_chunked)
+        TG_PUTS(p, end, "Transfer-Encoding: chunked\r\n");
+    if (c->close_after)
+        TG_PUTS(p, end, "Connection: close\r\n");
+    else if (t->req.minor_version == 0)
+        TG_PUTS(p, end, "Connection: keep-alive\r\n");
+    TG_PUTS(p, end, "\r\n");
+    t->res_out.iov[t->res_out.cnt++] = (struct iovec){start, (size_t)(p - start)};
+    return 0;
+
+overflow:
+    return -1;
+}
+
+/* The response head is complete in up->in: decide the framing towards the client. */
+static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
+{
+    struct tg_conn *c = t->conn;
+    struct tg_upconn *u = t->up;
+    struct tg_buf *in = u->in;
+    char *head = in->base + in->start;
+    char *body = head + head_len;
+    size_t avail = tg_buf_len(in) - head_len, consumed;
+    ssize_t take;
+
+    if (!t->res.keep_alive)
+        t->up_reusable = false;
+    switch (t->res.body_kind) {
+    case TG_BODY_LENGTH:
+        t->res_remaining = t->res.content_length;
+        break;
+    case TG_BODY_CHUNKED:
+        tg_h1_chunked_init(&t->res_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
+        if (t->req.minor_version == 0) {
+            t->res_decode = true;
+            c->close_after = true;
+        } else {
+            t->res_passthru_chunked = true;
+        }
+        break;
+    case TG_BODY_CLOSE:
+        t->res_close = true;
+        c->close_after = true;
+        break;
+    default:
+        break;
+    }
+    if (!t->req.keep_alive || c->worker->draining || t->req_state != TG_REQ_DONE)
+        c->close_after = true;
+    if (tg__txn_compose_response(t, head, head_len) != 0) {
+        tg__txn_fail(t, 502, "bad_response", "the upstream response head is too large");
+        return;
+    }
+    t->status = t->res.status;
+    c->worker->stats.responses_by_class[t->status / 100 < 6 ? t->status / 100 : 0]++;
+    take = tg__res_body_take(t, body, avail, &consumed);
+    if (take < 0) {
+        tg__txn_fail(t, 502, "bad_response", "invalid upstream response framing");
+        return;
+    }
+    if (take > 0)
+        t->res_out.iov[t->res_out.cnt++] = (struct iovec){body, (size_t)take};
+    /* head and the consumed body bytes leave the buffer once they are written */
+    t->res_body_out = head_len + consumed;
+    t->res_state = TG_RES_HEAD;
+}
+
+/* Reads from the node: the response head, or the next part of the body. */
+static bool tg__txn_recv(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+    struct tg_upconn *u = t->up;
+    struct tg_worker *w = c->worker;
+    struct tg_buf *in;
+    ssize_t n;
+
+    if (u->in == NULL)
+        u->in = tg_buf_get(&w->bufs);
+    in = u->in;
+    if (t->res_state == TG_RES_BODY && tg_buf_len(in) == 0)
+        in->start = in->end = 0;
+    if (tg_buf_room(in) == 0) {
+        tg_buf_compact(in);
+        if (tg_buf_room(in) == 0) {
+            tg__txn_fail(t, 502, "bad_response", "the upstream response head is too large");
+            return true;
+        }
+    }
+    n = tg_sock_read(&u->sock, in->base + in->end, tg_buf_room(in));
+    if (n == TG_AGAIN)
+        return false;
+    if (n <= 0) {
+        if (t->res_state == TG_RES_WAIT) {
+            if (tg_buf_len(in) == 0 && tg__txn_retry(t))
+                return true;
+            tg__txn_fail(t, 502, "upstream_closed",
+                         "the upstream closed the connection before answering");
+        } else if (t->res_close && n == 0) {
+            t->res_end = true;
+            t->up_reusable = false;
+        } else {
+            tg_conn_abort(c);
+        }
+        return true;
+    }
+    in->end += (size_t)n;
+    tg_upconn_arm(u, t->svc->conf->response_timeout);
+    if (t->res_state == TG_RES_WAIT) {
+        for (;;) {
+            n = tg_h1_parse_response(in->base + in->start, tg_buf_len(in), &t->res, &t->rt->h1,
+                                     t->head_request);
+            if (n == TG_H1_INCOMPLETE)
+                return true;
+            if (n == TG_H1_INVALID) {
+                tg__txn_fail(t, 502, "bad_response", "the upstream sent an invalid response");
+                return true;
+            }
+            if (t->res.status >= 200)
+                break;
+            if (t->res.status == 101) {
+                tg__txn_fail(t, 502, "bad_response", "unexpected protocol switch");
+                return true;
+            }
+            in->start += (size_t)n; /* interim responses are not relayed */
+        }
+        tg__txn_response_head(t, (size_t)n);
+        return true;
+    }
+    /* body: the buffer held nothing unsent, so all of it is new */
+    {
+        size_t consumed;
+        ssize_t take = tg__res_body_take(t, in->base + in->start, tg_buf_len(in), &consumed);
+
+        if (take < 0) {
+            tg_conn_abort(c);
+            return true;
+        }
+        t->res_out.off = t->res_out.cnt = 0;
+        if (take > 0)
+            t->res_out.iov[t->res_out.cnt++] = (struct iovec){in->base + in->start, (size_t)take};
+        t->res_body_bytes += (size_t)take;
+        t->res_body_out = consumed;
+    }
+    return true;
+}
+
+/* The response is completely written: hand the node connection back and finish. */
+static void tg__txn_finish(struct tg_txn *t)
+{
+    struct tg_upconn *u = t->up;
+
+    if (u != NULL) {
+        bool reusable = t->up_reusable && !t->res_close && t->req_state == TG_REQ_DONE &&
+                        (u->in == NULL || tg_buf_len(u->in) == 0);
+        t->up = NULL;
+        tg_upconn_release(u, reusable);
+    }
+    tg_timer_disarm(&t->conn->timer);
+    tg_conn_txn_done(t->conn);
+}
+
+/* Writes pending response bytes to the client. Returns true when the transaction finished (and
+ * may have been freed). */
+static bool tg__txn_flush(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+
+    while (t->res_out.off < t->res_out.cnt) {
+        struct iovec *iov = t->res_out.iov + t->res_out.off;
+        int cnt = t->res_out.cnt - t->res_out.off;
+        ssize_t n;
+
+        if (!c->sock.writable) {
+            tg_conn_arm(c, t->rt->cf->limits.send_timeout);
+            return false;
+        }
+        n = tg_sock_writev(&c->sock, iov, cnt);
+        if (n == TG_AGAIN)
+            continue;
+        if (n < 0) {
+            tg_conn_abort(c);
+            return true;
+        }
+        tg_iov_advance(&iov, &cnt, (size_t)n);
+        t->res_out.off = t->res_out.cnt - cnt;
+    }
+    if (t->res_state == TG_RES_HEAD)
+        t->res_state = TG_RES_BODY;
+    if (t->up != NULL && t->up->in != NULL) {
+        t->up->in->start += t->res_body_out;
+        t->res_body_out = 0;
+    }
+    if (t->res_end) {
+        t->res_state = TG_RES_DONE;
+        tg__txn_finish(t);
+        return true;
+    }
+    return false;
+}
+
+void tg_txn_flush(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+
+    if (c->dead)
+        return;
+    tg__txn_flush(t);
+}
+
+void tg_txn_run(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+
+    for (;;) {
+        bool progress = false;
+        struct tg_upconn *u = t->up;
+
+        if (c->dead)
+            return;
+        if (t->res_out.off < t->res_out.cnt || (t->res_end && t->res_state != TG_RES_DONE)) {
+            if (tg__txn_flush(t))
+                return;
+            if (t->res_out.off < t->res_out.cnt && !c->sock.writable) {
+                /* backpressure: nothing more is read from the node until the client reads */
+            }
+        }
+        if (t->local_reply)
+            return;
+        u = t->up;
+        if (u != NULL && u->state == TG_UP_READY) {
+            if (t->req_state != TG_REQ_DONE && (u->sock.writable || t->req_state == TG_REQ_BODY))
+                progress |= tg__txn_send(t);
+            if (c->dead || t->local_reply || t->up == NULL)
+                continue;
+            if (t->res_out.off == t->res_out.cnt && !t->res_end &&
+                (u->sock.readable || tg_sock_pending(&u->sock)))
+                progress |= tg__txn_recv(t);
+        }
+        if (!progress && (t->res_out.off == t->res_out.cnt || !c->sock.writable))
+            return;
+    }
+}
+
+/* Route, check and start forwarding a request whose head was just parsed. */
+void tg_txn_start(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+    struct tg_worker *w = c->worker;
+    struct tg_runtime *rt = t->rt;
+    struct tg_route_captures caps;
+    struct tg_str path;
+    uint64_t max_body;
+    ssize_t n;
+    int err = 0;
+
+    w->stats.requests_total++;
+    t->head_request = t->req.method_id == TG_METHOD_HEAD;
+    for (size_t i = 0; i < t->req.num_headers; i++) {
+        const struct tg_http_header *h = &t->req.headers[i];
+        bool ok = h->id == TG_HDR_X_REQUEST_ID && h->value.len > 0 &&
+                  h->value.len < sizeof(t->request_id);
+
+        for (size_t j = 0; ok && j < h->value.len; j++) {
+            char ch = h->value.base[j];
+            ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+                 (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_' || ch == '.' || ch == ':';
+        }
+        if (ok) {
+            memcpy(t->request_id, h->value.base, h->value.len);
+            t->request_id_len = (uint8_t)h->value.len;
+        }
+    }
+    if (t->request_id_len == 0)
+        tg_worker_request_id(w, t->request_id, &t->request_id_len);
+    if (!t->req.keep_alive)
+        c->close_after = true;
+    if (t->req.body_kind == TG_BODY_NONE)
+        t->req_state = TG_REQ_DONE;
+    if (t->req.method_id == TG_METHOD_CONNECT || t->req.path.len == 0 ||
+        t->req.path.base[0] != '/') {
+        tg_txn_respond_error(t, 405, "method_not_allowed", "tollgate does not tunnel");
+        return;
+    }
+    n = tg_http_path_normalize(t->req.path.base, t->req.path.len, t->scratch);
+    if (n < 0) {
+        w->stats.rejected_bad_request++;
+        tg_txn_respond_error(t, 400, "bad_request", "invalid request path");
+        return;
+    }
+    path = tg_str_make(t->scratch, (size_t)n);
+    t->route = tg_router_match(rt->router, t->req.host, path, t->req.method_id, &caps);
+    if (t->route == NULL) {
+        tg_txn_respond_error(t, 404, "no_route", "no route matches this request");
+        return;
+    }
+    max_body = t->route->max_body ? t->route->max_body : rt->cf->limits.max_body;
+    if (t->req.body_kind == TG_BODY_LENGTH && t->req.content_length > max_body) {
+        w->stats.rejected_body_too_large++;
+        tg_txn_respond_error(t, 413, "body_too_large", "the request body exceeds the limit");
+        return;
+    }
+    t->svc = tg_upstreams_service(&rt->up, t->route->svc);
+    t->node = tg_service_pick(t->svc, &w->rr);
+    if (t->node == NULL) {
+        tg_txn_respond_error(t, 503, "no_node", "the service has no usable node");
+        return;
+    }
+    t->req_remaining = t->req.content_length;
+    if (t->req.body_kind == TG_BODY_CHUNKED)
+        tg_h1_chunked_init(&t->req_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
+    if (tg__txn_compose_request(t, path, &caps) != 0) {
+        tg_txn_respond_error(t, 400, "bad_request", "the rewritten request is invalid");
+        return;
+    }
+    if (t->req.body_kind != TG_BODY_NONE) {
+        /* body bytes that arrived with the head go out in the same writev */
+        struct tg_buf *in = c->in;
+        const char *body = in->base + in->start + t->head_len;
+        size_t avail = tg_buf_len(in) - t->head_len;
+        ssize_t take = tg__req_body_take(t, body, avail);
+
+        if (take < 0) {
+            w->stats.rejected_bad_request++;
+            tg_txn_respond_error(t, 400, "bad_request", "invalid chunked request body");
+            return;
+        }
+        if (t->req.body_kind == TG_BODY_CHUNKED)
+            t->req_scanned = t->head_len + (size_t)take;
+        if (take > 0)
+            t->req_out.iov[t->req_out.cnt++] = (struct iovec){(void *)body, (size_t)take};
+        t->req_body_out = (size_t)take;
+        if (t->req.expect_continue && avail == 0) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            struct iovec iov = {(void *)cont, sizeof(cont) - 1};
+
+            if (tg_sock_writev(&c->sock, &iov, 1) != (ssize_t)iov.iov_len) {
+                tg_conn_abort(c);
+                return;
+            }
+        }
+    }
+    if (t->req.body_kind == TG_BODY_NONE)
+        memcpy(t->res_out.iov, t->req_out.iov, (size_t)t->req_out.cnt * sizeof(struct iovec));
+    t->up = tg_upconn_get(w, t->node, &err);
+    if (t->up == NULL) {
+        w->stats.upstream_connect_errors++;
+        tg_txn_respond_error(t, 502, "upstream_unavailable", "cannot connect to the upstream");
+        return;
+    }
+    t->up->txn = t;
+    t->req_state = TG_REQ_HEAD;
+    w->stats.upstream_requests++;
+    if (t->up->state == TG_UP_READY)
+        tg_txn_run(t);
+}
+
+/* Called by the upstream connection when it fails before or while answering. */
+void tg_txn_upstream_error(struct tg_txn *t, int status, const char *code, const char *msg)
+{
+    if (status == 504)
+        t->conn->worker->stats.upstream_timeouts++;
+    else
+        t->conn->worker->stats.upstream_connect_errors++;
+    if (t->res_state == TG_RES_WAIT && status == 502 && tg__txn_retry(t))
+        return;
+    tg_txn_respond_error(t, status, code, msg);
+}

@@ -1,0 +1,274 @@
+/*
+ * The request lifecycle: worker threads, client connections, transactions and upstream
+ * connections.
+ *
+ * Everything here belongs to exactly one worker thread. A client connection (struct tg_conn)
+ * owns no buffer and no transaction while it is idle, so 10,000 idle keep-alive clients cost
+ * 10,000 small structs. A transaction (struct tg_txn) exists from the first byte of a request
+ * until its response is written; upstream connections (struct tg_upconn) are attached to a
+ * transaction while in use and sit in the worker's pool otherwise. All three come from per-worker
+ * free lists, so steady-state traffic does not allocate.
+ */
+#ifndef TG_PROXY_H
+#define TG_PROXY_H
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "config/config.h"
+#include "core/buf.h"
+#include "event/loop.h"
+#include "http/h1.h"
+#include "net/sock.h"
+#include "router/router.h"
+#include "upstream/upstream.h"
+
+struct tg_tls_ctx;
+struct tg_runtime;
+struct tg_worker;
+
+/* One configuration snapshot with everything derived from it. Reference-counted. */
+struct tg_runtime {
+    atomic_int refs;
+    struct tg_config *cf;
+    struct tg_router *router;
+    struct tg_upstreams up;
+    struct tg_tls_ctx **listen_tls; /* per cf->listens entry, NULL for plain */
+    struct tg_h1_limits h1;
+    uint32_t cidr_count;
+    struct tg_cidr *trusted;
+};
+
+struct tg_cidr {
+    uint8_t family; /* AF_INET or AF_INET6 */
+    uint8_t bits;
+    uint8_t addr[16];
+};
+
+struct tg_listener {
+    struct tg_watch watch;
+    struct tg_worker *worker;
+    uint32_t index; /* in cf->listens */
+    bool tls;
+    bool is_unix;
+};
+
+/* Per-worker counters, summed across workers by the metrics code (no atomics on the hot path:
+ * each field is written by its worker only and read with relaxed loads). */
+struct tg_worker_stats {
+    uint64_t connections_total;
+    uint64_t requests_total;
+    uint64_t responses_by_class[6]; /* 1xx..5xx by index status/100 */
+    uint64_t rejected_too_many_connections;
+    uint64_t rejected_uri_too_long;
+    uint64_t rejected_header_too_large;
+    uint64_t rejected_body_too_large;
+    uint64_t rejected_timeout;
+    uint64_t rejected_bad_request;
+    uint64_t upstream_requests;
+    uint64_t upstream_connect_errors;
+    uint64_t upstream_timeouts;
+    uint64_t upstream_bad_responses;
+    uint64_t upstream_connections_opened;
+    uint64_t upstream_reused;
+    int64_t active_connections;
+};
+
+enum tg_conn_phase {
+    TG_CONN_HANDSHAKE, /* TLS handshake */
+    TG_CONN_IDLE,      /* waiting for the first byte of a request */
+    TG_CONN_HEAD,      /* reading a request head */
+    TG_CONN_TXN,       /* a transaction runs */
+    TG_CONN_CLOSING,   /* writing a final response, then close */
+};
+
+struct tg_conn {
+    struct tg_sock sock;
+    struct tg_worker *worker;
+    struct tg_listener *listener;
+    struct tg_buf *in; /* NULL while idle and empty */
+    struct tg_txn *txn;
+    struct tg_timer timer;
+    struct tg_conn *next, *prev; /* worker's list of live connections */
+    struct sockaddr_in6 peer;    /* AF_INET peers are stored as v4-mapped; unix peers zeroed */
+    uint32_t requests;
+    uint8_t peer_text_len; /* 0 until formatted */
+    char peer_text[INET6_ADDRSTRLEN];
+    uint8_t phase; /* enum tg_conn_phase */
+    bool close_after; /* close once the current response is written */
+    bool in_callback; /* freeing is deferred while set */
+    bool dead;
+    struct tg_conn *next_free;
+};
+
+enum tg_up_state {
+    TG_UP_CONNECTING,
+    TG_UP_HANDSHAKE,
+    TG_UP_READY, /* connected, attached to a transaction */
+    TG_UP_IDLE,  /* in the pool */
+};
+
+struct tg_upconn {
+    struct tg_sock sock;
+    struct tg_worker *worker;
+    struct tg_node *node;
+    struct tg_txn *txn;
+    struct tg_buf *in;
+    struct tg_timer timer;
+    struct tg_upconn *pool_next, *pool_prev;
+    uint32_t requests;
+    uint8_t state; /* enum tg_up_state */
+    bool reused;   /* came from the pool: a failure before any byte may be retried */
+    bool in_callback;
+    bool dead;
+    struct tg_upconn *next_free;
+};
+
+enum tg_req_state { TG_REQ_HEAD, TG_REQ_BODY, TG_REQ_DONE };
+enum tg_res_state { TG_RES_WAIT, TG_RES_HEAD, TG_RES_BODY, TG_RES_DONE };
+
+struct tg_txn {
+    struct tg_conn *conn;
+    struct tg_upconn *up;
+    struct tg_runtime *rt;
+    const struct tg_route_conf *route;
+    struct tg_service *svc;
+    struct tg_node *node;
+    struct tg_h1_request req;
+    struct tg_h1_response res;
+    size_t head_len; /* bytes of the request head in conn->in */
+
+    /* request body */
+    uint8_t req_state;
+    uint64_t req_remaining; /* TG_BODY_LENGTH: bytes still to forward */
+    uint64_t req_body_bytes;
+    size_t req_scanned;     /* chunked: bytes of conn->in already validated */
+    bool req_body_end;      /* chunked: terminating chunk seen */
+    struct tg_h1_chunked req_chunked;
+
+    /* response */
+    uint8_t res_state;
+    uint64_t res_remaining;
+    size_t res_scanned;
+    bool res_decode;   /* chunked upstream body decoded for an HTTP/1.0 client */
+    bool res_passthru_chunked;
+    bool res_close;    /* close-delimited: ends at upstream EOF */
+    struct tg_h1_chunked res_chunked;
+    uint64_t res_body_bytes;
+    int status;        /* sent to the client */
+
+    /* pending writes: the request head towards the node, the response towards the client */
+    struct tg_iovq {
+        struct iovec *iov;
+        int off, cnt;
+    } req_out, res_out;
+    size_t iov_max;
+    bool res_end;       /* the upstream response (or our own reply) is completely received */
+    bool local_reply;   /* the response is tollgate's own (error), not the node's */
+    size_t req_body_out; /* body bytes of conn->in included in the pending head write */
+    size_t res_body_out; /* body bytes of up->in included in the pending response write */
+
+    bool retried;
+    bool up_reusable;   /* false once the node broke framing or sent bytes after its response */
+    bool expect_sent;
+    bool head_request;
+    uint64_t start_us;
+    char request_id[48];
+    uint8_t request_id_len;
+
+    struct tg_txn *next_free;
+    size_t alloc_headers; /* capacity of the header arrays of this allocation */
+    size_t scratch_cap;
+    char *scratch; /* composed request line and added headers, then the response's */
+};
+
+struct tg_worker {
+    uint32_t id;
+    pthread_t thread;
+    struct tg_loop *loop;
+    struct tg_runtime *rt;
+    struct tg_listener *listeners;
+    size_t num_listeners;
+    struct tg_buf_pool bufs;
+    struct tg_pool pool;
+    struct tg_conn *conns; /* live client connections */
+    struct tg_conn *free_conns;
+    struct tg_txn *free_txns;
+    struct tg_upconn *free_upconns;
+    struct tg_http_header *hdr_scratch;
+    uint32_t rr;
+    uint64_t rid_seed, rid_counter;
+    int64_t date_at;
+    char date[40]; /* "Date: ...\r\n" */
+    size_t date_len;
+    struct tg_worker_stats stats;
+    struct tg_timer drain_timer;
+    bool draining;
+};
+
+/* Instance-wide state shared by the workers. */
+struct tg_instance {
+    struct tg_worker *workers;
+    size_t num_workers;
+    atomic_int connections; /* client connections open across workers, for max_connections */
+    atomic_bool stopping;
+    atomic_int drained;       /* workers that finished draining */
+    struct tg_loop *control;  /* stopped once every worker has drained */
+};
+
+extern struct tg_instance tg_instance;
+
+/* worker.c */
+/* Creates the worker's loop and listening sockets (shared_fds: per listen entry, the socket
+ * shared by all workers for unix listeners). Returns 0, or -1 with a message in err. */
+int tg_worker_init(struct tg_worker *w, uint32_t id, struct tg_runtime *rt, const int *shared_fds,
+                   char *err, size_t errlen);
+int tg_worker_start(struct tg_worker *w);
+/* Thread-safe: stop accepting, finish in-flight requests, close, then leave the loop. */
+void tg_worker_drain(struct tg_worker *w);
+/* Thread-safe: leave the loop now. */
+void tg_worker_stop(struct tg_worker *w);
+void tg_worker_dispose(struct tg_worker *w);
+const char *tg_worker_date(struct tg_worker *w, size_t *len);
+void tg_worker_request_id(struct tg_worker *w, char *out, uint8_t *len);
+
+/* server.c: client side */
+void tg_conn_accepted(struct tg_worker *w, struct tg_listener *l, int fd,
+                      const struct sockaddr_storage *peer);
+void tg_conn_txn_done(struct tg_conn *c);
+void tg_conn_abort(struct tg_conn *c);
+/* Frees a connection marked dead once no callback runs on it any more. */
+void tg_conn_reap(struct tg_conn *c);
+void tg_conn_arm(struct tg_conn *c, tg_msec_t delay);
+
+/* errors.c */
+void tg_txn_respond_error(struct tg_txn *t, int status, const char *code, const char *message);
+size_t tg_error_format(char *out, size_t cap, struct tg_worker *w, int status, const char *code,
+                       const char *message, const char *rid, size_t rid_len, bool close);
+
+/* forward.c: upstream side */
+struct tg_txn *tg_txn_new(struct tg_conn *c);
+void tg_txn_free(struct tg_txn *t);
+void tg_txn_start(struct tg_txn *t);
+void tg_txn_run(struct tg_txn *t);
+void tg_txn_flush(struct tg_txn *t);
+
+/* upconn.c */
+struct tg_upconn *tg_upconn_get(struct tg_worker *w, struct tg_node *n, int *err);
+void tg_upconn_release(struct tg_upconn *u, bool reusable);
+void tg_upconn_close(struct tg_upconn *u);
+void tg_upconn_arm(struct tg_upconn *u, tg_msec_t delay);
+void tg_txn_upstream_error(struct tg_txn *t, int status, const char *code, const char *msg);
+
+/* runtime.c */
+struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns, char *err,
+                                  size_t errlen);
+struct tg_runtime *tg_runtime_take(struct tg_runtime *rt);
+void tg_runtime_drop(struct tg_runtime *rt);
+bool tg_runtime_trusted(const struct tg_runtime *rt, const struct sockaddr_in6 *peer);
+
+#endif

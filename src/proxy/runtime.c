@@ -1,0 +1,120 @@
+/*
+ * A runtime is one configuration snapshot with everything built from it: the router, services
+ * and nodes, listener TLS contexts and the parsed trusted-proxy ranges. Workers hold a reference
+ * for as long as they use it.
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "net/tls.h"
+#include "proxy/proxy.h"
+
+static int tg__cidr_parse(const char *text, struct tg_cidr *out)
+{
+    char buf[64];
+    const char *slash = strchr(text, '/');
+    size_t n = slash ? (size_t)(slash - text) : strlen(text);
+    int max;
+
+    if (n >= sizeof(buf))
+        return -1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, buf, out->addr + 12) == 1) {
+        /* stored v4-mapped, like client addresses */
+        out->addr[10] = out->addr[11] = 0xff;
+        out->family = AF_INET;
+        max = 32;
+    } else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+        out->family = AF_INET6;
+        max = 128;
+    } else {
+        return -1;
+    }
+    out->bits = (uint8_t)(slash ? atoi(slash + 1) : max);
+    if (out->bits > max)
+        return -1;
+    if (out->family == AF_INET)
+        out->bits += 96;
+    return 0;
+}
+
+bool tg_runtime_trusted(const struct tg_runtime *rt, const struct sockaddr_in6 *peer)
+{
+    const uint8_t *a = peer->sin6_addr.s6_addr;
+
+    if (peer->sin6_family != AF_INET6)
+        return false;
+    for (uint32_t i = 0; i < rt->cidr_count; i++) {
+        const struct tg_cidr *c = &rt->trusted[i];
+        unsigned full = c->bits / 8, rest = c->bits % 8;
+
+        if (memcmp(a, c->addr, full) != 0)
+            continue;
+        if (rest && ((a[full] ^ c->addr[full]) & (0xff << (8 - rest))) != 0)
+            continue;
+        return true;
+    }
+    return false;
+}
+
+struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns, char *err,
+                                  size_t errlen)
+{
+    struct tg_runtime *rt = tg_calloc(1, sizeof(*rt));
+
+    atomic_init(&rt->refs, 1);
+    rt->cf = tg_config_take(cf);
+    rt->h1.max_request_line = cf->limits.max_request_line;
+    rt->h1.max_header_bytes = cf->limits.max_header_bytes;
+    rt->h1.max_headers = cf->limits.max_headers;
+    rt->router = tg_router_new(cf);
+    rt->listen_tls = tg_calloc(cf->num_listens, sizeof(*rt->listen_tls));
+    for (size_t i = 0; i < cf->num_listens; i++) {
+        const struct tg_listen_conf *l = &cf->listens[i];
+
+        if (l->tls_cert == NULL)
+            continue;
+        rt->listen_tls[i] = tg_tls_server_ctx_new(l->tls_cert, l->tls_key, err, errlen);
+        if (rt->listen_tls[i] == NULL)
+            goto fail;
+    }
+    rt->trusted = tg_calloc(cf->trusted_proxies.num, sizeof(*rt->trusted));
+    for (size_t i = 0; i < cf->trusted_proxies.num; i++) {
+        if (tg__cidr_parse(cf->trusted_proxies.items[i], &rt->trusted[rt->cidr_count]) == 0)
+            rt->cidr_count++;
+    }
+    if (tg_upstreams_init(&rt->up, cf, dns, err, errlen) != 0)
+        goto fail;
+    return rt;
+
+fail:
+    tg_runtime_drop(rt);
+    return NULL;
+}
+
+struct tg_runtime *tg_runtime_take(struct tg_runtime *rt)
+{
+    atomic_fetch_add_explicit(&rt->refs, 1, memory_order_relaxed);
+    return rt;
+}
+
+void tg_runtime_drop(struct tg_runtime *rt)
+{
+    if (rt == NULL || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    tg_upstreams_dispose(&rt->up);
+    for (size_t i = 0; rt->listen_tls != NULL && i < rt->cf->num_listens; i++) {
+        if (rt->listen_tls[i] != NULL)
+            tg_tls_ctx_free(rt->listen_tls[i]);
+    }
+    free(rt->listen_tls);
+    free(rt->trusted);
+    if (rt->router != NULL)
+        tg_router_free(rt->router);
+    tg_config_drop(rt->cf);
+    free(rt);
+}
