@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
+#include "admin/admin.h"
 #include "config/config.h"
 #include "core/core.h"
 #include "event/cpus.h"
@@ -109,6 +110,7 @@ static int tg__run(const char *path)
     struct tg_config *cf = tg__load(path);
     struct tg_control ctl = {0};
     struct tg_dns *dns;
+    struct tg_admin *admin;
     struct tg_dns_opts dopts = {0};
     sigset_t set;
     char err[512];
@@ -169,6 +171,11 @@ static int tg__run(const char *path)
     }
     free(shared);
 
+    admin = tg_admin_new(ctl.loop, ctl.rt, err, sizeof(err));
+    if (admin == NULL) {
+        fprintf(stderr, "tollgate: admin: %s\n", err);
+        return 1;
+    }
     ctl.sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     ctl.sig.cb = tg__control_on_signal;
     if (ctl.sig.fd < 0 || tg_loop_add_listener(ctl.loop, &ctl.sig, false) != 0)
@@ -207,6 +214,7 @@ static int tg__run(const char *path)
     for (size_t i = 0; i < started; i++)
         tg_worker_dispose(&tg_instance.workers[i]);
     free(tg_instance.workers);
+    tg_admin_free(admin);
     tg_runtime_drop(ctl.rt);
     tg_dns_free(dns);
     close(ctl.sig.fd);

@@ -207,8 +207,14 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
         if (n < 0)
             goto overflow;
         p += n;
-        if (q != NULL && strstr(route->rewrite_path, "{path}") == NULL)
+        if (q != NULL && strstr(route->rewrite_path, "{path}") == NULL) {
+            /* the original query is kept; joined with '&' when the template has its own */
+            if (memchr(at, '?', (size_t)(p - at)) != NULL) {
+                TG_PUTS(p, end, "&");
+                q++;
+            }
             TG_PUT(p, end, q, (size_t)(path.base + path.len - q));
+        }
         if (!tg__valid_field(at, (size_t)(p - at), true) || *at != '/')
             return -1;
     } else {
