@@ -306,12 +306,13 @@ static void tg__req_body_sent(struct tg_txn *t, size_t n)
 {
     t->req_body_bytes += n;
     if (t->req.body_kind == TG_BODY_LENGTH) {
-        t->req_remaining -= n;
-        if (t->req_remaining == 0)
+        if ((t->req_remaining -= n) == 0)
             t->req_state = TG_REQ_DONE;
     } else if (t->req_body_end && t->req_scanned == 0) {
         t->req_state = TG_REQ_DONE;
     }
+    if (t->req_state == TG_REQ_DONE)
+        tg_timer_disarm(&t->conn->timer);
 }
 
 static void tg__txn_fail(struct tg_txn *t, int status, const char *code, const char *msg)
@@ -441,6 +442,7 @@ static bool tg__txn_send(struct tg_txn *t)
     }
     if (t->req.body_kind == TG_BODY_CHUNKED && t->req_body_end && t->req_scanned == 0) {
         t->req_state = TG_REQ_DONE;
+        tg_timer_disarm(&c->timer);
         return true;
     }
     /* need more body from the client */
@@ -722,7 +724,11 @@ static bool tg__txn_flush(struct tg_txn *t)
         ssize_t n;
 
         if (!c->sock.writable) {
+            /* Backpressure: the node is not read while the client is slow, so the client's
+             * send deadline runs instead of the node's response deadline. */
             tg_conn_arm(c, t->rt->cf->limits.send_timeout);
+            if (t->up != NULL && !t->local_reply)
+                tg_timer_disarm(&t->up->timer);
             return false;
         }
         n = tg_sock_writev(&c->sock, iov, cnt);
@@ -735,11 +741,15 @@ static bool tg__txn_flush(struct tg_txn *t)
         tg_iov_advance(&iov, &cnt, (size_t)n);
         t->res_out.off = t->res_out.cnt - cnt;
     }
+    if (t->req_state != TG_REQ_BODY)
+        tg_timer_disarm(&c->timer); /* the send deadline is met */
     if (t->res_state == TG_RES_HEAD)
         t->res_state = TG_RES_BODY;
     if (t->up != NULL && t->up->in != NULL) {
         t->up->in->start += t->res_body_out;
         t->res_body_out = 0;
+        if (!t->res_end && !tg_timer_armed(&t->up->timer))
+            tg_upconn_arm(t->up, t->svc->conf->response_timeout);
     }
     if (t->res_end) {
         t->res_state = TG_RES_DONE;
@@ -804,6 +814,8 @@ void tg_txn_start(struct tg_txn *t)
     ssize_t n;
     int err = 0;
 
+    /* the header deadline is met; body and send deadlines are armed when they apply */
+    tg_timer_disarm(&c->timer);
     w->stats.requests_total++;
     t->head_request = t->req.method_id == TG_METHOD_HEAD;
     for (size_t i = 0; i < t->req.num_headers; i++) {

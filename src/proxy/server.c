@@ -70,6 +70,9 @@ static void tg__conn_on_timer(struct tg_loop *loop, struct tg_timer *timer)
         c->close_after = true;
         tg_txn_respond_error(c->txn, 408, "request_timeout",
                              "the request head was not received in time");
+    } else if (c->phase == TG_CONN_TXN && c->txn != NULL && c->txn->req_state != TG_REQ_BODY &&
+               c->txn->res_out.off == c->txn->res_out.cnt) {
+        /* a stale timer: nothing is awaited from the client any more */
     } else if (c->phase == TG_CONN_TXN && c->txn != NULL && c->txn->res_state == TG_RES_WAIT &&
                c->txn->req_state == TG_REQ_BODY) {
         c->worker->stats.rejected_timeout++;
@@ -81,7 +84,8 @@ static void tg__conn_on_timer(struct tg_loop *loop, struct tg_timer *timer)
         tg_txn_respond_error(c->txn, 408, "request_timeout",
                              "the request body was not received in time");
     } else {
-        /* idle keep-alive, TLS handshake, or a client that stopped reading its response */
+        /* idle keep-alive, TLS handshake, a client that stopped reading its response, or
+         * one that stopped sending its body after the response began */
         tg_conn_abort(c);
     }
     c->in_callback = false;
