@@ -105,6 +105,18 @@ static void tg__control_dns_wait(struct tg_loop *loop, struct tg_timer *t)
     tg_loop_stop(loop);
 }
 
+static bool tg__needs_dns(const struct tg_config *cf)
+{
+    for (size_t i = 0; i < cf->num_services; i++) {
+        for (size_t j = 0; j < cf->services[i].num_nodes; j++) {
+            const struct tg_node_conf *n = &cf->services[i].nodes[j];
+            if (n->scheme != TG_SCHEME_UNIX && !n->host_is_ip)
+                return true;
+        }
+    }
+    return false;
+}
+
 static int tg__run(const char *path)
 {
     struct tg_config *cf = tg__load(path);
@@ -132,7 +144,14 @@ static int tg__run(const char *path)
     dopts.min_ttl = cf->dns_min_ttl;
     dopts.max_ttl = cf->dns_max_ttl;
     dopts.timeout = cf->dns_timeout;
-    dns = tg_dns_new(ctl.loop, &dopts);
+    dns = NULL;
+    if (tg__needs_dns(cf)) {
+        dns = tg_dns_new(ctl.loop, &dopts, err, sizeof(err));
+        if (dns == NULL) {
+            fprintf(stderr, "tollgate: dns: %s\n", err);
+            return 1;
+        }
+    }
     ctl.rt = tg_runtime_new(cf, dns, err, sizeof(err));
     tg_config_drop(cf);
     if (ctl.rt == NULL) {
