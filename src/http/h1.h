@@ -6,9 +6,9 @@
  * complete message head was parsed, TG_H1_INCOMPLETE (-2) when more bytes are needed, and
  * TG_H1_INVALID (-1) when the input can never become valid; in that case ->status holds the HTTP
  * status to answer (400, 414, 431, 501, 505 for requests; 502 for responses) and ->error a short
- * static reason for logs and tests. Callers re-run the parser from the start of the message with
- * the longer buffer after each read; parsing is cheap enough that keeping partial state is not
- * worth its complexity.
+ * static reason for logs and tests (417 for an Expect other than 100-continue). Callers re-run the
+ * parser from the start of the message with the longer buffer after each read; parsing is cheap
+ * enough that keeping partial state is not worth its complexity.
  */
 #ifndef TG_H1_H
 #define TG_H1_H
@@ -85,9 +85,9 @@ struct tg_h1_limits {
 struct tg_h1_request {
     /* filled by the parser */
     struct tg_str method;
-    uint8_t method_id;  /* enum tg_http_method */
+    uint8_t method_id; /* enum tg_http_method */
     uint8_t minor_version;
-    struct tg_str target; /* exactly as received */
+    struct tg_str target;           /* exactly as received */
     struct tg_http_header *headers; /* caller-provided array of limits->max_headers entries */
     size_t num_headers;
 
@@ -168,10 +168,13 @@ ssize_t tg_h1_chunked_decode(struct tg_h1_chunked *d, char *buf, size_t len, siz
 
 /*
  * Normalises the path of an origin-form target once (§9.11): resolves "." and ".." segments
- * (also when written %2E), merges duplicate slashes, keeps the query untouched, leaves %2F
- * encoded (it is never a separator) and rejects a backslash, a bad percent-escape, a path that
- * climbs above the root, or a byte outside RFC 3986's pchar/query set. Writes at most len bytes
- * to out. Returns the output length, or -1 when the target must be answered with 400.
+ * (also when written %2E), merges duplicate slashes, decodes escaped unreserved characters (so
+ * "/%61dmin" is "/admin" for routing and upstream alike) and upper-cases other escapes, leaves
+ * %2F encoded (it is never a separator), and rejects a backslash, a bad or NUL escape, a path
+ * that climbs above the root, or a byte outside RFC 3986's pchar set. The query is kept byte for
+ * byte: any visible ASCII but '#' and '\', with well-formed escapes. Writes at most len bytes to
+ * out, which may be in itself. Returns the output length, or -1 when the target must be answered
+ * with 400.
  */
 ssize_t tg_http_path_normalize(const char *in, size_t len, char *out);
 
