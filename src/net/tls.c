@@ -196,7 +196,8 @@ static struct tg_tls_ctx *tg__tls_ctx_new(bool client, char *err, size_t errlen)
     if (c == NULL) {
         char why[256];
 
-        snprintf(err, errlen, "cannot create TLS context: %s", tg_tls_error(NULL, why, sizeof(why)));
+        snprintf(err, errlen, "cannot create TLS context: %s",
+                 tg_tls_error(NULL, why, sizeof(why)));
         return NULL;
     }
     ctx = tg_calloc(1, sizeof(*ctx));
@@ -242,6 +243,14 @@ struct tg_tls_ctx *tg_tls_server_ctx_new(const char *cert_file, const char *key_
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(c, key_file, SSL_FILETYPE_PEM) != 1) {
+        unsigned long e = ERR_peek_last_error();
+
+        if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH) {
+            snprintf(err, errlen, "tls.key %s does not match the certificate in %s", key_file,
+                     cert_file);
+            ERR_clear_error();
+            goto fail;
+        }
         snprintf(err, errlen, "tls.key %s: cannot load the private key: %s", key_file,
                  tg_tls_error(NULL, why, sizeof(why)));
         goto fail;
@@ -274,6 +283,11 @@ static int tg__tls_new_session(SSL *ssl, SSL_SESSION *sess)
 
     if (ctx == NULL || key == NULL || ctx->shared.num == 0 || !SSL_SESSION_is_resumable(sess))
         return 0;
+    /* Keep a copy: SSL_free() of a connection that did not send close_notify marks its own
+     * session not resumable, and proxies often close upstream connections without one. */
+    sess = SSL_SESSION_dup(sess);
+    if (sess == NULL)
+        return 0;
     pthread_mutex_lock(&ctx->lock);
     for (uint32_t i = 0; i < ctx->shared.num && slot == NULL; i++)
         if (ctx->shared.slots[i].key != NULL && strcmp(ctx->shared.slots[i].key, key) == 0)
@@ -293,7 +307,7 @@ static int tg__tls_new_session(SSL *ssl, SSL_SESSION *sess)
     slot->sess = sess;
     pthread_mutex_unlock(&ctx->lock);
     SSL_SESSION_free(old);
-    return 1; /* the cache keeps the reference OpenSSL handed over */
+    return 0; /* OpenSSL keeps its reference to the original */
 }
 
 /* Forgets the session of key, after a handshake that offered it failed. */
@@ -409,8 +423,7 @@ static void tg__tls_resume(struct tg_tls_ctx *ctx, SSL *ssl, const char *key)
     pthread_mutex_unlock(&ctx->lock);
 }
 
-struct ssl_st *tg_tls_connect_new(struct tg_tls_ctx *ctx, int fd, const char *host,
-                                  uint16_t port)
+struct ssl_st *tg_tls_connect_new(struct tg_tls_ctx *ctx, int fd, const char *host, uint16_t port)
 {
     SSL *ssl;
     const char *name = ctx->sni != NULL ? ctx->sni : host;
@@ -457,8 +470,10 @@ int tg_tls_handshake(struct ssl_st *ssl)
 
     tg__tls_begin();
     r = SSL_do_handshake(ssl);
-    if (r == 1)
+    if (r == 1) {
+        SSL_free_buffers(ssl); /* the connection usually waits for its first request now */
         return TG_OK;
+    }
     rc = tg__tls_fail(ssl, r);
     if (rc == TG_ERROR && !SSL_is_server(ssl)) {
         const char *key = SSL_get_ex_data(ssl, tg__tls_key_idx);
@@ -481,7 +496,13 @@ ssize_t tg_tls_read(struct ssl_st *ssl, void *buf, size_t len)
         return r;
     if (SSL_get_error(ssl, r) == SSL_ERROR_ZERO_RETURN)
         return 0;
-    return tg__tls_fail(ssl, r);
+    r = tg__tls_fail(ssl, r);
+    /* The connection is about to wait. Processing a post-handshake message (a TLS 1.3 ticket)
+     * allocates the 16 KiB write buffer too, and SSL_MODE_RELEASE_BUFFERS only frees it after
+     * the next write: free whatever holds no pending bytes now. A no-op when already free. */
+    if (r == TG_AGAIN)
+        SSL_free_buffers(ssl);
+    return r;
 }
 
 /*

@@ -75,8 +75,7 @@ struct ssl_st *tg_tls_accept_new(struct tg_tls_ctx *ctx, int fd);
  * certificate, and sent as SNI unless it is an IP literal, is the context's sni or else host.
  * A session cached for (host, port) is offered for resumption. Returns NULL on failure.
  */
-struct ssl_st *tg_tls_connect_new(struct tg_tls_ctx *ctx, int fd, const char *host,
-                                  uint16_t port);
+struct ssl_st *tg_tls_connect_new(struct tg_tls_ctx *ctx, int fd, const char *host, uint16_t port);
 
 /* Frees a connection without sending anything; the socket stays open. NULL is ignored. */
 void tg_tls_free(struct ssl_st *ssl);
