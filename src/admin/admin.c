@@ -106,28 +106,28 @@ static size_t tg__admin_metrics(char *out, size_t cap)
             (unsigned long)TG_SUM(rejected_header_too_large),
             (unsigned long)TG_SUM(rejected_body_too_large), (unsigned long)TG_SUM(rejected_timeout),
             (unsigned long)TG_SUM(rejected_bad_request));
-    TG_EMIT("# HELP tollgate_upstream_requests_total Requests sent to nodes.\n"
-            "# TYPE tollgate_upstream_requests_total counter\n"
-            "tollgate_upstream_requests_total %lu\n"
-            "# HELP tollgate_upstream_connect_errors_total Failed or timed-out connects and "
-            "resets before a response.\n# TYPE tollgate_upstream_connect_errors_total counter\n"
-            "tollgate_upstream_connect_errors_total %lu\n"
-            "# HELP tollgate_upstream_timeouts_total Responses that did not come in time.\n"
-            "# TYPE tollgate_upstream_timeouts_total counter\ntollgate_upstream_timeouts_total "
-            "%lu\n"
-            "# HELP tollgate_upstream_bad_responses_total Malformed upstream responses (502).\n"
-            "# TYPE tollgate_upstream_bad_responses_total counter\n"
-            "tollgate_upstream_bad_responses_total %lu\n"
-            "# HELP tollgate_upstream_connections_opened_total New connections to nodes.\n"
-            "# TYPE tollgate_upstream_connections_opened_total counter\n"
-            "tollgate_upstream_connections_opened_total %lu\n"
-            "# HELP tollgate_upstream_connections_reused_total Requests sent on a pooled "
-            "connection.\n# TYPE tollgate_upstream_connections_reused_total counter\n"
-            "tollgate_upstream_connections_reused_total %lu\n",
-            (unsigned long)TG_SUM(upstream_requests), (unsigned long)TG_SUM(upstream_connect_errors),
-            (unsigned long)TG_SUM(upstream_timeouts), (unsigned long)TG_SUM(upstream_bad_responses),
-            (unsigned long)TG_SUM(upstream_connections_opened),
-            (unsigned long)TG_SUM(upstream_reused));
+    TG_EMIT(
+        "# HELP tollgate_upstream_requests_total Requests sent to nodes.\n"
+        "# TYPE tollgate_upstream_requests_total counter\n"
+        "tollgate_upstream_requests_total %lu\n"
+        "# HELP tollgate_upstream_connect_errors_total Failed or timed-out connects and "
+        "resets before a response.\n# TYPE tollgate_upstream_connect_errors_total counter\n"
+        "tollgate_upstream_connect_errors_total %lu\n"
+        "# HELP tollgate_upstream_timeouts_total Responses that did not come in time.\n"
+        "# TYPE tollgate_upstream_timeouts_total counter\ntollgate_upstream_timeouts_total "
+        "%lu\n"
+        "# HELP tollgate_upstream_bad_responses_total Malformed upstream responses (502).\n"
+        "# TYPE tollgate_upstream_bad_responses_total counter\n"
+        "tollgate_upstream_bad_responses_total %lu\n"
+        "# HELP tollgate_upstream_connections_opened_total New connections to nodes.\n"
+        "# TYPE tollgate_upstream_connections_opened_total counter\n"
+        "tollgate_upstream_connections_opened_total %lu\n"
+        "# HELP tollgate_upstream_connections_reused_total Requests sent on a pooled "
+        "connection.\n# TYPE tollgate_upstream_connections_reused_total counter\n"
+        "tollgate_upstream_connections_reused_total %lu\n",
+        (unsigned long)TG_SUM(upstream_requests), (unsigned long)TG_SUM(upstream_connect_errors),
+        (unsigned long)TG_SUM(upstream_timeouts), (unsigned long)TG_SUM(upstream_bad_responses),
+        (unsigned long)TG_SUM(upstream_connections_opened), (unsigned long)TG_SUM(upstream_reused));
 #undef TG_EMIT
     return n;
 }
@@ -215,8 +215,7 @@ static void tg__admin_on_accept(struct tg_loop *loop, struct tg_watch *w, unsign
     }
 }
 
-struct tg_admin *tg_admin_new(struct tg_loop *loop, struct tg_runtime *rt, char *err,
-                              size_t errlen)
+struct tg_admin *tg_admin_new(struct tg_loop *loop, struct tg_runtime *rt, char *err, size_t errlen)
 {
     struct tg_admin *a = tg_calloc(1, sizeof(*a));
 

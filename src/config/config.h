@@ -62,9 +62,9 @@ struct tg_service_conf {
     uint8_t balance; /* enum tg_balance */
     struct tg_node_conf *nodes;
     size_t num_nodes;
-    tg_msec_t connect_timeout;  /* timeouts.connect, default 2s */
-    tg_msec_t response_timeout; /* timeouts.response (until the response head), default 30s */
-    uint32_t pool_max_idle;     /* pool.max_idle per worker and node, default 64 */
+    tg_msec_t connect_timeout;   /* timeouts.connect, default 2s */
+    tg_msec_t response_timeout;  /* timeouts.response (until the response head), default 30s */
+    uint32_t pool_max_idle;      /* pool.max_idle per worker and node, default 64 */
     tg_msec_t pool_idle_timeout; /* pool.idle_timeout, default 60s */
     bool tls_verify;             /* tls.verify, default true */
     const char *tls_ca;          /* tls.ca: PEM bundle; NULL = system store */
@@ -86,15 +86,15 @@ struct tg_route_conf {
 };
 
 struct tg_limits_conf {
-    uint64_t max_request_line;  /* 8kb, 414 */
-    uint64_t max_header_bytes;  /* 32kb, 431 */
-    uint32_t max_headers;       /* 100, 431 */
-    uint64_t max_body;          /* 10mb, 413 */
-    tg_msec_t header_timeout;   /* 10s, 408, absolute from the first byte of a request */
-    tg_msec_t idle_timeout;     /* 60s between requests of a keep-alive connection */
-    tg_msec_t body_timeout;     /* 60s without any request body byte: 408 */
-    tg_msec_t send_timeout;     /* 60s without the client reading anything we send */
-    uint32_t max_connections;   /* 10000 client connections per instance */
+    uint64_t max_request_line; /* 8kb, 414 */
+    uint64_t max_header_bytes; /* 32kb, 431 */
+    uint32_t max_headers;      /* 100, 431 */
+    uint64_t max_body;         /* 10mb, 413 */
+    tg_msec_t header_timeout;  /* 10s, 408, absolute from the first byte of a request */
+    tg_msec_t idle_timeout;    /* 60s between requests of a keep-alive connection */
+    tg_msec_t body_timeout;    /* 60s without any request body byte: 408 */
+    tg_msec_t send_timeout;    /* 60s without the client reading anything we send */
+    uint32_t max_connections;  /* 10000 client connections per instance */
 };
 
 enum tg_log_level { TG_LOG_DEBUG, TG_LOG_INFO, TG_LOG_WARN, TG_LOG_ERROR };
@@ -119,7 +119,7 @@ struct tg_config {
     struct tg_str_list {
         const char **items;
         size_t num;
-    } trusted_proxies; /* CIDRs whose X-Forwarded-* headers are kept (§9.10) */
+    } trusted_proxies;              /* CIDRs whose X-Forwarded-* headers are kept (§9.10) */
     struct tg_str_list dns_servers; /* dns.servers: "ip[:port]"; empty = /etc/resolv.conf */
     tg_msec_t dns_min_ttl;          /* dns.min_ttl, 1s: answers are kept at least this long */
     tg_msec_t dns_max_ttl;          /* dns.max_ttl, 300s: and re-resolved at least this often */

@@ -14,11 +14,11 @@
 #define TG_AGAIN    (-2)
 #define TG_DECLINED (-3)
 
-#define TG_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define TG_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define TG_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define TG_MIN(a, b)     ((a) < (b) ? (a) : (b))
-#define TG_MAX(a, b)     ((a) > (b) ? (a) : (b))
+#define TG_LIKELY(x)                       __builtin_expect(!!(x), 1)
+#define TG_UNLIKELY(x)                     __builtin_expect(!!(x), 0)
+#define TG_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
+#define TG_MIN(a, b)                       ((a) < (b) ? (a) : (b))
+#define TG_MAX(a, b)                       ((a) > (b) ? (a) : (b))
 #define TG_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Prints "tollgate: fatal: <message>" to stderr and aborts. Never returns. */

@@ -38,9 +38,9 @@ struct tg_loop {
     uint64_t now_us;
     int64_t wall;
     uint64_t iterations;
-    uint64_t tick;          /* next tick to process */
-    uint64_t hint;          /* no armed timer sits in a slot before this tick (a lower bound) */
-    size_t armed;           /* timers in the wheel */
+    uint64_t tick; /* next tick to process */
+    uint64_t hint; /* no armed timer sits in a slot before this tick (a lower bound) */
+    size_t armed;  /* timers in the wheel */
     struct tg_timer wheel[TG_WHEEL_SLOTS]; /* list heads */
     struct tg_watch post_watch;
     pthread_mutex_t post_lock;

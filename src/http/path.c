@@ -44,8 +44,8 @@ static int tg__path_escape(const char *s, size_t avail)
 /*
  * The query is kept byte for byte. Browsers send '{', '}', '|', '^', '[', ']' and '`' in queries
  * without escaping them (nginx and HAProxy accept them), so any visible ASCII byte but '#' is
- * allowed (a backslash is refused there as in the path, §9.11); what matters for safety is that no space, control or non-ASCII byte gets through and
- * that every escape is well formed.
+ * allowed (a backslash is refused there as in the path, §9.11); what matters for safety is that no
+ * space, control or non-ASCII byte gets through and that every escape is well formed.
  */
 static bool tg__path_query_valid(const char *q, size_t n)
 {

@@ -98,8 +98,8 @@ static const char *tg__conn_peer_text(struct tg_conn *c)
 /* Appends the header lines of a head that are kept as iovecs pointing into the head itself.
  * Adjacent kept lines share one iovec. head_end points just past the last header line. */
 static void tg__iov_headers(struct tg_iovq *q, const struct tg_http_header *h, size_t num,
-                            const char *head_end, bool (*skip)(const struct tg_http_header *, void *),
-                            void *arg)
+                            const char *head_end,
+                            bool (*skip)(const struct tg_http_header *, void *), void *arg)
 {
     struct iovec *last = NULL;
 
@@ -825,8 +825,8 @@ void tg_txn_start(struct tg_txn *t)
 
         for (size_t j = 0; ok && j < h->value.len; j++) {
             char ch = h->value.base[j];
-            ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-                 (ch >= 'A' && ch <= 'Z') || ch == '-' || ch == '_' || ch == '.' || ch == ':';
+            ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+                 ch == '-' || ch == '_' || ch == '.' || ch == ':';
         }
         if (ok) {
             memcpy(t->request_id, h->value.base, h->value.len);

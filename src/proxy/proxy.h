@@ -98,7 +98,7 @@ struct tg_conn {
     uint32_t requests;
     uint8_t peer_text_len; /* 0 until formatted */
     char peer_text[INET6_ADDRSTRLEN];
-    uint8_t phase; /* enum tg_conn_phase */
+    uint8_t phase;    /* enum tg_conn_phase */
     bool close_after; /* close once the current response is written */
     bool in_callback; /* freeing is deferred while set */
     bool dead;
@@ -146,20 +146,20 @@ struct tg_txn {
     uint8_t req_state;
     uint64_t req_remaining; /* TG_BODY_LENGTH: bytes still to forward */
     uint64_t req_body_bytes;
-    size_t req_scanned;     /* chunked: bytes of conn->in already validated */
-    bool req_body_end;      /* chunked: terminating chunk seen */
+    size_t req_scanned; /* chunked: bytes of conn->in already validated */
+    bool req_body_end;  /* chunked: terminating chunk seen */
     struct tg_h1_chunked req_chunked;
 
     /* response */
     uint8_t res_state;
     uint64_t res_remaining;
     size_t res_scanned;
-    bool res_decode;   /* chunked upstream body decoded for an HTTP/1.0 client */
+    bool res_decode; /* chunked upstream body decoded for an HTTP/1.0 client */
     bool res_passthru_chunked;
-    bool res_close;    /* close-delimited: ends at upstream EOF */
+    bool res_close; /* close-delimited: ends at upstream EOF */
     struct tg_h1_chunked res_chunked;
     uint64_t res_body_bytes;
-    int status;        /* sent to the client */
+    int status; /* sent to the client */
 
     /* pending writes: the request head towards the node, the response towards the client */
     struct tg_iovq {
@@ -167,13 +167,13 @@ struct tg_txn {
         int off, cnt;
     } req_out, res_out;
     size_t iov_max;
-    bool res_end;       /* the upstream response (or our own reply) is completely received */
-    bool local_reply;   /* the response is tollgate's own (error), not the node's */
+    bool res_end;        /* the upstream response (or our own reply) is completely received */
+    bool local_reply;    /* the response is tollgate's own (error), not the node's */
     size_t req_body_out; /* body bytes of conn->in included in the pending head write */
     size_t res_body_out; /* body bytes of up->in included in the pending response write */
 
     bool retried;
-    bool up_reusable;   /* false once the node broke framing or sent bytes after its response */
+    bool up_reusable; /* false once the node broke framing or sent bytes after its response */
     bool expect_sent;
     bool head_request;
     uint64_t start_us;
@@ -216,8 +216,8 @@ struct tg_instance {
     size_t num_workers;
     atomic_int connections; /* client connections open across workers, for max_connections */
     atomic_bool stopping;
-    atomic_int drained;       /* workers that finished draining */
-    struct tg_loop *control;  /* stopped once every worker has drained */
+    atomic_int drained;      /* workers that finished draining */
+    struct tg_loop *control; /* stopped once every worker has drained */
 };
 
 extern struct tg_instance tg_instance;

@@ -284,8 +284,7 @@ void tg_conn_txn_done(struct tg_conn *c)
 {
     struct tg_worker *w = c->worker;
     struct tg_txn *t = c->txn;
-    bool keep = !c->close_after && t->req.keep_alive && t->req_state == TG_REQ_DONE &&
-                !w->draining;
+    bool keep = !c->close_after && t->req.keep_alive && t->req_state == TG_REQ_DONE && !w->draining;
 
     if (t->req_state == TG_REQ_DONE && t->req.body_kind == TG_BODY_NONE && c->in != NULL)
         c->in->start += t->head_len;

@@ -220,8 +220,8 @@ const char *tg_worker_date(struct tg_worker *w, size_t *len)
         struct tm tm;
 
         gmtime_r(&tt, &tm);
-        w->date_len = strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
-                               &tm);
+        w->date_len =
+            strftime(w->date, sizeof(w->date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
         w->date_at = now;
     }
     *len = w->date_len;

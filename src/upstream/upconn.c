@@ -65,21 +65,22 @@ static void tg__upconn_on_timer(struct tg_loop *loop, struct tg_timer *timer)
         return;
     }
     {
-    struct tg_conn *c = t->conn;
-    bool outer = c->in_callback;
+        struct tg_conn *c = t->conn;
+        bool outer = c->in_callback;
 
-    u->in_callback = true;
-    c->in_callback = true;
-    if (u->state == TG_UP_CONNECTING || u->state == TG_UP_HANDSHAKE)
-        tg_txn_upstream_error(t, 502, "upstream_connect_timeout",
-                              "the upstream did not accept the connection in time");
-    else if (t->res_state == TG_RES_WAIT)
-        tg_txn_upstream_error(t, 504, "upstream_timeout", "the upstream did not answer in time");
-    else
-        tg_conn_abort(c);
-    c->in_callback = outer;
-    tg_conn_reap(c);
-    u->in_callback = false;
+        u->in_callback = true;
+        c->in_callback = true;
+        if (u->state == TG_UP_CONNECTING || u->state == TG_UP_HANDSHAKE)
+            tg_txn_upstream_error(t, 502, "upstream_connect_timeout",
+                                  "the upstream did not accept the connection in time");
+        else if (t->res_state == TG_RES_WAIT)
+            tg_txn_upstream_error(t, 504, "upstream_timeout",
+                                  "the upstream did not answer in time");
+        else
+            tg_conn_abort(c);
+        c->in_callback = outer;
+        tg_conn_reap(c);
+        u->in_callback = false;
     }
     if (u->dead)
         tg__upconn_free(u);
@@ -257,8 +258,7 @@ void tg_upconn_release(struct tg_upconn *u, bool reusable)
 
     u->txn = NULL;
     u->requests++;
-    if (!reusable || w->draining || l->count >= u->node->svc->conf->pool_max_idle ||
-        u->sock.eof) {
+    if (!reusable || w->draining || l->count >= u->node->svc->conf->pool_max_idle || u->sock.eof) {
         tg_upconn_close(u);
         return;
     }

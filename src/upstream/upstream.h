@@ -70,7 +70,7 @@ struct tg_pool {
     struct tg_pool_list {
         struct tg_upconn *head; /* most recently used first */
         uint32_t count;
-    } *nodes;
+    } * nodes;
     size_t num_nodes;
 };
 

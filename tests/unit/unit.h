@@ -58,7 +58,7 @@ static int unit_passed, unit_failed, unit_current_failed;
     do {                                                                                           \
         const char *e_ = (expected);                                                               \
         size_t l_ = (len);                                                                         \
-        if (strlen(e_) != l_ || (l_ != 0 && memcmp(e_, (base), l_) != 0))                                       \
+        if (strlen(e_) != l_ || (l_ != 0 && memcmp(e_, (base), l_) != 0))                          \
             UNIT_FAIL("expected \"%s\", got \"%.*s\"", e_, (int)l_, (const char *)(base));         \
     } while (0)
 
