@@ -284,6 +284,8 @@ void tg_loop_run(struct tg_loop *loop)
 
             if (e & (EPOLLIN | EPOLLRDHUP))
                 ev |= TG_EV_READ;
+            if (e & (EPOLLRDHUP | EPOLLHUP))
+                ev |= TG_EV_HUP;
             if (e & EPOLLOUT)
                 ev |= TG_EV_WRITE;
             if (e & (EPOLLERR | EPOLLHUP))

@@ -21,6 +21,7 @@ struct tg_timer;
 #define TG_EV_READ  0x1
 #define TG_EV_WRITE 0x2
 #define TG_EV_ERROR 0x4 /* EPOLLERR or EPOLLHUP: the next read or write reports the error */
+#define TG_EV_HUP   0x8 /* the peer shut its side (EPOLLRDHUP): reads end in EOF, not EAGAIN */
 
 typedef void (*tg_watch_cb)(struct tg_loop *loop, struct tg_watch *w, unsigned events);
 typedef void (*tg_timer_cb)(struct tg_loop *loop, struct tg_timer *t);

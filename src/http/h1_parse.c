@@ -301,7 +301,8 @@ static bool tg__h1_parse_length(struct tg_str v, uint64_t *out)
     return true;
 }
 
-/* Transfer codings registered with IANA besides chunked; anything else is answered with 501. */
+/* Transfer codings registered with IANA besides chunked: refused with 400 when not followed by
+ * chunked (the message has no framing), 501 otherwise. Unregistered codings are 501. */
 static bool tg__h1_known_coding(struct tg_str c)
 {
     return TG__H1_TOKEN_IS(c, "gzip") || TG__H1_TOKEN_IS(c, "deflate") ||
@@ -313,7 +314,8 @@ static bool tg__h1_known_coding(struct tg_str c)
 struct tg__h1_te {
     unsigned chunked; /* occurrences of chunked */
     bool chunked_last;
-    bool unknown;
+    bool unknown; /* an unregistered coding */
+    bool other;   /* a coding besides chunked, which tollgate does not decode */
 };
 
 /*
@@ -335,6 +337,7 @@ static bool tg__h1_te_add(struct tg_str v, struct tg__h1_te *te)
         } else {
             te->chunked_last = false;
             te->unknown |= !tg__h1_known_coding(c);
+            te->other = true;
         }
     }
     return true;
@@ -389,7 +392,7 @@ static bool tg__h1_mark_connection(struct tg_http_header *h, size_t n)
 
 int tg__h1_analyze(struct tg_http_header *h, size_t n, struct tg__h1_semantics *s)
 {
-    struct tg__h1_te te = {0, false, false};
+    struct tg__h1_te te = {0};
     bool has_connection = false;
 
     memset(s, 0, sizeof(*s));
@@ -462,6 +465,13 @@ int tg__h1_analyze(struct tg_http_header *h, size_t n, struct tg__h1_semantics *
         }
         if (!te.chunked_last) {
             s->error = TG__H1_E_TE_FINAL;
+            return -1;
+        }
+        if (te.other) {
+            /* tollgate relays chunked framing but decodes no other coding; forwarding
+             * "gzip, chunked" as plain chunked would hand coded bytes on as the body */
+            s->status = 501;
+            s->error = TG__H1_E_TE_UNKNOWN;
             return -1;
         }
     }

@@ -22,7 +22,7 @@ ssize_t tg_sock_read(struct tg_sock *s, void *buf, size_t len)
         n = read(s->watch.fd, buf, len);
     } while (n < 0 && errno == EINTR);
     if (n > 0) {
-        if ((size_t)n < len)
+        if ((size_t)n < len && !s->hup)
             s->readable = false;
         return n;
     }

@@ -4,7 +4,8 @@
  * Readiness is remembered in flags because edge-triggered epoll reports each edge once: an event
  * sets `readable`/`writable`, and a read or write that comes back short clears it. A read that
  * fills less than the space offered proves the kernel buffer was empty, so no extra read is
- * made just to collect EAGAIN.
+ * made just to collect EAGAIN. The exception is a FIN that arrived with the last data: epoll
+ * reports it once (EPOLLRDHUP), so after that reads go on until they return end of stream.
  */
 #ifndef TG_SOCK_H
 #define TG_SOCK_H
@@ -22,7 +23,8 @@ struct tg_sock {
     struct ssl_st *ssl;    /* NULL for plain TCP and unix sockets */
     bool readable;
     bool writable;
-    bool eof;         /* the peer closed its side */
+    bool eof;         /* a read returned end of stream */
+    bool hup;         /* epoll reported the peer's FIN: keep reading until EOF */
     bool handshaking; /* TLS handshake not finished */
 };
 

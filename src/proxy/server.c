@@ -104,6 +104,8 @@ static void tg__conn_on_event(struct tg_loop *loop, struct tg_watch *watch, unsi
 
     if (events & TG_EV_READ)
         c->sock.readable = true;
+    if (events & TG_EV_HUP)
+        c->sock.hup = true;
     if (events & TG_EV_WRITE)
         c->sock.writable = true;
     c->in_callback = true;
@@ -119,9 +121,13 @@ static void tg__conn_on_event(struct tg_loop *loop, struct tg_watch *watch, unsi
 /* Answers at once when the instance is full, without reading the request (DESIGN §4). */
 static void tg__conn_reject_full(struct tg_worker *w, int fd)
 {
-    char out[512];
-    size_t n = tg_error_format(out, sizeof(out), w, 503, "too_many_connections",
-                               "the gateway has reached limits.max_connections", NULL, 0, true);
+    char out[512], rid[48];
+    uint8_t rid_len;
+    size_t n;
+
+    tg_worker_request_id(w, rid, &rid_len);
+    n = tg_error_format(out, sizeof(out), w, 503, "too_many_connections",
+                        "the gateway has reached limits.max_connections", rid, rid_len, true);
 
     w->stats.rejected_too_many_connections++;
     if (write(fd, out, n) < 0) {

@@ -126,6 +126,8 @@ static void tg__upconn_on_event(struct tg_loop *loop, struct tg_watch *watch, un
 
     if (events & TG_EV_READ)
         u->sock.readable = true;
+    if (events & TG_EV_HUP)
+        u->sock.hup = true;
     if (events & TG_EV_WRITE)
         u->sock.writable = true;
     u->in_callback = true;
