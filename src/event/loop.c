@@ -43,6 +43,8 @@ struct tg_loop {
     size_t armed;  /* timers in the wheel */
     struct tg_timer wheel[TG_WHEEL_SLOTS]; /* list heads */
     struct tg_watch post_watch;
+    tg_post_cb batch_end;
+    void *batch_end_arg;
     pthread_mutex_t post_lock;
     struct {
         /* Guarded by post_lock: written by any thread, drained by the loop's own. */
@@ -292,9 +294,17 @@ void tg_loop_run(struct tg_loop *loop)
                 ev |= TG_EV_ERROR | TG_EV_READ | TG_EV_WRITE;
             w->cb(loop, w, ev);
         }
+        if (loop->batch_end != NULL)
+            loop->batch_end(loop, loop->batch_end_arg);
         tg__loop_run_timers(loop);
         __atomic_store_n(&loop->iterations, loop->iterations + 1, __ATOMIC_RELAXED);
     }
+}
+
+void tg_loop_on_batch_end(struct tg_loop *loop, tg_post_cb cb, void *arg)
+{
+    loop->batch_end = cb;
+    loop->batch_end_arg = arg;
 }
 
 void tg_loop_stop(struct tg_loop *loop)

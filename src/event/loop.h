@@ -75,6 +75,13 @@ static inline bool tg_timer_armed(const struct tg_timer *t)
     return t->next != 0;
 }
 
+/*
+ * Sets a function called after each batch of readiness events has been dispatched. Objects
+ * closed during a batch must not be reused before it ends, because events fetched in the same
+ * batch may still name them; the owner recycles them here.
+ */
+void tg_loop_on_batch_end(struct tg_loop *loop, tg_post_cb cb, void *arg);
+
 /* Runs the loop until tg_loop_stop(). */
 void tg_loop_run(struct tg_loop *loop);
 void tg_loop_stop(struct tg_loop *loop);

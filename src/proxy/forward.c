@@ -156,7 +156,8 @@ static bool tg__res_skip(const struct tg_http_header *h, void *arg)
         size_t n_ = (n);                                                                           \
         if ((size_t)((end) - (p)) < n_)                                                            \
             goto overflow;                                                                         \
-        memcpy((p), (src), n_);                                                                    \
+        if (n_ != 0)                                                                               \
+            memcpy((p), (src), n_);                                                                \
         (p) += n_;                                                                                 \
     } while (0)
 #define TG_PUTS(p, end, lit) TG_PUT(p, end, lit, sizeof(lit) - 1)

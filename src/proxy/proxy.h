@@ -101,7 +101,8 @@ struct tg_conn {
     uint8_t phase;    /* enum tg_conn_phase */
     bool close_after; /* close once the current response is written */
     bool in_callback; /* freeing is deferred while set */
-    bool dead;
+    bool dead;        /* closing: freed once no callback runs on it */
+    bool freed;       /* in the worker's dead or free list */
     struct tg_conn *next_free;
 };
 
@@ -124,7 +125,8 @@ struct tg_upconn {
     uint8_t state; /* enum tg_up_state */
     bool reused;   /* came from the pool: a failure before any byte may be retried */
     bool in_callback;
-    bool dead;
+    bool dead;  /* closing: freed once no callback runs on it */
+    bool freed; /* in the worker's dead or free list */
     struct tg_upconn *next_free;
 };
 
@@ -199,6 +201,9 @@ struct tg_worker {
     struct tg_conn *free_conns;
     struct tg_txn *free_txns;
     struct tg_upconn *free_upconns;
+    /* closed during the current event batch: recycled when it ends (tg_loop_on_batch_end) */
+    struct tg_conn *dead_conns;
+    struct tg_upconn *dead_upconns;
     struct tg_http_header *hdr_scratch;
     uint32_t rr;
     uint64_t rid_seed, rid_counter;

@@ -21,6 +21,9 @@ static void tg__conn_free(struct tg_conn *c)
 {
     struct tg_worker *w = c->worker;
 
+    if (c->freed)
+        return;
+    c->freed = true;
     if (c->txn != NULL)
         tg_txn_free(c->txn);
     c->txn = NULL;
@@ -36,8 +39,9 @@ static void tg__conn_free(struct tg_conn *c)
         c->next->prev = c->prev;
     atomic_fetch_sub_explicit(&tg_instance.connections, 1, memory_order_relaxed);
     w->stats.active_connections--;
-    c->next_free = w->free_conns;
-    w->free_conns = c;
+    c->dead = true;
+    c->next_free = w->dead_conns;
+    w->dead_conns = c;
 }
 
 /* Closes the connection now, or at the end of the current callback if one is running. */
@@ -102,6 +106,8 @@ static void tg__conn_on_event(struct tg_loop *loop, struct tg_watch *watch, unsi
 {
     struct tg_conn *c = TG_CONTAINER_OF(watch, struct tg_conn, sock.watch);
 
+    if (c->freed) /* closed earlier in this batch of events */
+        return;
     if (events & TG_EV_READ)
         c->sock.readable = true;
     if (events & TG_EV_HUP)

@@ -24,6 +24,26 @@ struct tg_instance tg_instance;
 
 static void tg__listener_resume(struct tg_loop *loop, struct tg_timer *t);
 
+/* Connections closed during a batch of events become reusable once no event of the batch can
+ * name them any more. */
+static void tg__worker_recycle(struct tg_loop *loop, void *arg)
+{
+    struct tg_worker *w = arg;
+
+    while (w->dead_conns != NULL) {
+        struct tg_conn *c = w->dead_conns;
+        w->dead_conns = c->next_free;
+        c->next_free = w->free_conns;
+        w->free_conns = c;
+    }
+    while (w->dead_upconns != NULL) {
+        struct tg_upconn *u = w->dead_upconns;
+        w->dead_upconns = u->next_free;
+        u->next_free = w->free_upconns;
+        w->free_upconns = u;
+    }
+}
+
 static void tg__on_accept(struct tg_loop *loop, struct tg_watch *watch, unsigned events)
 {
     struct tg_listener *l = TG_CONTAINER_OF(watch, struct tg_listener, watch);
@@ -78,6 +98,7 @@ int tg_worker_init(struct tg_worker *w, uint32_t id, struct tg_runtime *rt, cons
     w->id = id;
     w->rt = tg_runtime_take(rt);
     w->loop = tg_loop_new();
+    tg_loop_on_batch_end(w->loop, tg__worker_recycle, w);
     w->bufs.max_free = 1024;
     tg_pool_init(&w->pool, rt->up.num_nodes);
     if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
@@ -193,6 +214,7 @@ void tg_worker_dispose(struct tg_worker *w)
     while (w->conns != NULL)
         tg_conn_abort(w->conns);
     tg_pool_dispose(&w->pool);
+    tg__worker_recycle(w->loop, w);
     while ((c = w->free_conns) != NULL) {
         w->free_conns = c->next_free;
         free(c);

@@ -21,12 +21,16 @@ static void tg__upconn_free(struct tg_upconn *u)
 {
     struct tg_worker *w = u->worker;
 
+    if (u->freed)
+        return;
+    u->freed = true;
     tg_timer_disarm(&u->timer);
     tg_sock_close(&u->sock);
     tg_buf_put(&w->bufs, u->in);
     u->in = NULL;
-    u->next_free = w->free_upconns;
-    w->free_upconns = u;
+    u->dead = true;
+    u->next_free = w->dead_upconns;
+    w->dead_upconns = u;
 }
 
 static void tg__pool_unlink(struct tg_worker *w, struct tg_upconn *u)
@@ -124,6 +128,8 @@ static void tg__upconn_on_event(struct tg_loop *loop, struct tg_watch *watch, un
     struct tg_upconn *u = TG_CONTAINER_OF(watch, struct tg_upconn, sock.watch);
     struct tg_txn *t;
 
+    if (u->freed) /* closed earlier in this batch of events */
+        return;
     if (events & TG_EV_READ)
         u->sock.readable = true;
     if (events & TG_EV_HUP)

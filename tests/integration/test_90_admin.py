@@ -1,0 +1,114 @@
+"""The admin listener (DESIGN §5): liveness, readiness (503 while draining), Prometheus metrics
+that count what happened, and none of it reachable through the public listener."""
+
+import re
+import signal
+import threading
+import time
+
+from tglib import Client, response
+
+METRIC_LINE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"'
+                         r'(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? -?[0-9.eE+-]+$')
+
+
+def admin_addr(tg):
+    host, port = tg.config["admin"]["addr"].rsplit(":", 1)
+    return (host, int(port))
+
+
+def admin_get(tg, path):
+    with Client(admin_addr(tg)) as c:
+        return c.get(path, host="admin")
+
+
+def metrics(tg):
+    r = admin_get(tg, "/metrics")
+    assert r.status == 200, r
+    assert r.header("content-type", "").startswith("text/plain"), r
+    values = {}
+    typed = set()
+    for line in r.body.decode().splitlines():
+        if line.startswith("# TYPE "):
+            typed.add(line.split()[2])
+            continue
+        if not line or line.startswith("#"):
+            continue
+        assert METRIC_LINE.match(line), f"not Prometheus text format: {line!r}"
+        key, value = line.rsplit(" ", 1)
+        values[key] = float(value)
+    for key in values:
+        assert key.split("{")[0] in typed, f"{key} has no # TYPE line"
+    return values
+
+
+def test_healthz_and_readyz(upstream, proxy):
+    tg = proxy(upstream)
+    r = admin_get(tg, "/healthz")
+    assert r.status == 200, r
+    r = admin_get(tg, "/readyz")
+    assert r.status == 200, r
+    assert r.json().get("ready") is True, r
+
+
+def test_admin_unknown_path_404(upstream, proxy):
+    tg = proxy(upstream)
+    r = admin_get(tg, "/nope")
+    assert r.status == 404
+    assert r.json()["error"]["status"] == 404
+
+
+def test_admin_not_on_public_listener(upstream, proxy):
+    tg = proxy(upstream)
+    with Client(tg.addr) as c:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            r = c.get(path)
+            assert r.status == 200 and r.json()["target"] == path, \
+                f"{path} answered by tollgate itself on the public port: {r!r}"
+
+
+def test_readyz_503_while_draining(upstreams, proxy):
+    def slow(req, conn):
+        time.sleep(1.0)
+        return response(200, b"done")
+
+    up = upstreams(slow)
+    tg = proxy(up, svc={"response": "5s"}, shutdown={"drain_delay": "0s", "timeout": "5s"})
+    done = {}
+
+    def client():
+        with Client(tg.addr, timeout=5) as c:
+            done["r"] = c.get("/")
+
+    t = threading.Thread(target=client)
+    t.start()
+    up.wait_requests(1)
+    tg.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    r = admin_get(tg, "/readyz")
+    t.join(5)
+    assert r.status == 503, f"/readyz while draining: {r!r}"
+    assert done["r"].status == 200
+
+
+def test_metrics_count_traffic(upstreams, proxy):
+    up = upstreams()
+    tg = proxy(up, limits={"max_request_line": "1kb"})
+    before = metrics(tg)
+    with Client(tg.addr) as c:
+        for _ in range(3):
+            assert c.get("/").status == 200
+    with Client(tg.addr) as c:
+        c.send(b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert c.response().status == 414
+    after = metrics(tg)
+
+    def delta(key):
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert delta("tollgate_requests_total") >= 3, after
+    assert delta('tollgate_responses_total{class="2xx"}') == 3, after
+    assert delta('tollgate_responses_total{class="4xx"}') == 1, after
+    assert delta('tollgate_rejected_requests_total{reason="max_request_line"}') == 1, after
+    assert delta("tollgate_upstream_requests_total") == 3, after
+    assert delta("tollgate_upstream_connections_reused_total") == 2, after
