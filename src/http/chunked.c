@@ -146,6 +146,7 @@ static ssize_t tg__ch_run(struct tg_h1_chunked *d, const char *buf, size_t len, 
             o += n;
             p += n;
             d->remaining -= n;
+            d->data_bytes += n;
             if (d->remaining == 0)
                 d->state = TG__CH_DATA_CR;
             continue;

@@ -143,8 +143,9 @@ ssize_t tg_h1_parse_response(const char *buf, size_t len, struct tg_h1_response 
 
 /* Chunked transfer coding (§9.4). Zero-initialise with tg_h1_chunked_init() per body. */
 struct tg_h1_chunked {
-    uint64_t remaining; /* data bytes left in the current chunk */
-    uint32_t line_len;  /* bytes seen of the current size or trailer line */
+    uint64_t remaining;  /* data bytes left in the current chunk */
+    uint64_t data_bytes; /* chunk data seen so far, for body size limits */
+    uint32_t line_len;   /* bytes seen of the current size or trailer line */
     uint32_t trailer_bytes;
     uint32_t max_line;     /* size line (with extensions) longer than this: invalid */
     uint32_t max_trailers; /* trailer section larger than this: invalid */

@@ -280,7 +280,7 @@ overflow:
 /*
  * Returns how many of the n body bytes at p (the request body as buffered from the client) may be
  * forwarded now, and marks the end of the body. For chunked bodies the framing is validated as it
- * goes. Returns -1 for invalid chunked framing.
+ * goes. Returns -1 for invalid chunked framing, -2 when the chunk data passes the body limit.
  */
 static ssize_t tg__req_body_take(struct tg_txn *t, const char *p, size_t n)
 {
@@ -295,11 +295,27 @@ static ssize_t tg__req_body_take(struct tg_txn *t, const char *p, size_t n)
     r = tg_h1_chunked_scan(&t->req_chunked, p, n);
     if (r == TG_H1_INVALID)
         return -1;
+    if (t->req_chunked.data_bytes > t->max_body)
+        return -2;
     if (r == TG_H1_INCOMPLETE)
         r = (ssize_t)n;
     else
         t->req_body_end = true;
     return r;
+}
+
+/* Answers a chunked body that tg__req_body_take() refused: -1 bad framing, -2 over the limit. */
+static void tg__txn_body_refused(struct tg_txn *t, ssize_t why)
+{
+    struct tg_worker_stats *st = &t->conn->worker->stats;
+
+    if (why == -2) {
+        st->rejected_body_too_large++;
+        tg_txn_respond_error(t, 413, "body_too_large", "the request body exceeds the limit");
+    } else {
+        st->rejected_bad_request++;
+        tg_txn_respond_error(t, 400, "bad_request", "invalid chunked request body");
+    }
 }
 
 /* Accounts for n request body bytes handed to the node. */
@@ -410,8 +426,7 @@ static bool tg__txn_send(struct tg_txn *t)
             if (scanned < avail && !t->req_body_end) {
                 ssize_t r = tg__req_body_take(t, p + scanned, avail - scanned);
                 if (r < 0) {
-                    c->worker->stats.rejected_bad_request++;
-                    tg__txn_fail(t, 400, "bad_request", "invalid chunked request body");
+                    tg__txn_body_refused(t, r);
                     return true;
                 }
                 t->req_scanned = scanned + (size_t)r;
@@ -461,13 +476,6 @@ static bool tg__txn_send(struct tg_txn *t)
         return true;
     }
     in->end += (size_t)n;
-    if (t->req.body_kind == TG_BODY_CHUNKED) {
-        uint64_t max = t->route->max_body ? t->route->max_body : t->rt->cf->limits.max_body;
-        if (t->req_body_bytes + tg_buf_len(in) > max + max / 8 + 4096) {
-            c->worker->stats.rejected_body_too_large++;
-            tg__txn_fail(t, 413, "body_too_large", "the request body exceeds the limit");
-        }
-    }
     return true;
 }
 
@@ -811,7 +819,6 @@ void tg_txn_start(struct tg_txn *t)
     struct tg_runtime *rt = t->rt;
     struct tg_route_captures caps;
     struct tg_str path;
-    uint64_t max_body;
     ssize_t n;
     int err = 0;
 
@@ -857,8 +864,8 @@ void tg_txn_start(struct tg_txn *t)
         tg_txn_respond_error(t, 404, "no_route", "no route matches this request");
         return;
     }
-    max_body = t->route->max_body ? t->route->max_body : rt->cf->limits.max_body;
-    if (t->req.body_kind == TG_BODY_LENGTH && t->req.content_length > max_body) {
+    t->max_body = t->route->max_body ? t->route->max_body : rt->cf->limits.max_body;
+    if (t->req.body_kind == TG_BODY_LENGTH && t->req.content_length > t->max_body) {
         w->stats.rejected_body_too_large++;
         tg_txn_respond_error(t, 413, "body_too_large", "the request body exceeds the limit");
         return;
@@ -884,8 +891,7 @@ void tg_txn_start(struct tg_txn *t)
         ssize_t take = tg__req_body_take(t, body, avail);
 
         if (take < 0) {
-            w->stats.rejected_bad_request++;
-            tg_txn_respond_error(t, 400, "bad_request", "invalid chunked request body");
+            tg__txn_body_refused(t, take);
             return;
         }
         if (t->req.body_kind == TG_BODY_CHUNKED)

@@ -148,6 +148,7 @@ struct tg_txn {
     uint8_t req_state;
     uint64_t req_remaining; /* TG_BODY_LENGTH: bytes still to forward */
     uint64_t req_body_bytes;
+    uint64_t max_body;  /* the route's limit, or limits.max_body */
     size_t req_scanned; /* chunked: bytes of conn->in already validated */
     bool req_body_end;  /* chunked: terminating chunk seen */
     struct tg_h1_chunked req_chunked;

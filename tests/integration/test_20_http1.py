@@ -303,6 +303,22 @@ def test_chunked_body_over_limit_413(tg, upstream):
         assert q.body_length <= 64 * 1024 + 64 * 1024, q
 
 
+def test_chunked_body_limit_counts_data_bytes(proxy, upstream):
+    """The limit applies to the data, not to the chunk framing around it: a body of exactly
+    max_body bytes in many small chunks passes, one byte more is refused before it reaches the
+    node."""
+    tg = proxy(upstream, limits={"max_body": "4kb"})
+    head = b"POST /exact HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    pieces = [b"q" * 16] * 256  # 4096 bytes of data, about 6 KiB on the wire
+    r = ok(tg, head + chunked(*pieces))
+    assert r.status == 200, r
+    assert upstream.last.body == b"q" * 4096
+    with Client(tg.addr, timeout=5) as c:
+        c.send(head + chunked(*(pieces + [b"!"])))
+        is_json_error(c.response(), 413)
+    assert len(upstream.requests) == 1
+
+
 def test_chunked_body_under_limit_ok(tg, upstream):
     body = chunked(b"a" * 1000, b"b" * 2000, b"c" * 3)
     r = ok(tg, b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
