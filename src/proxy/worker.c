@@ -99,7 +99,7 @@ int tg_worker_init(struct tg_worker *w, uint32_t id, struct tg_runtime *rt, cons
     w->rt = tg_runtime_take(rt);
     w->loop = tg_loop_new();
     tg_loop_on_batch_end(w->loop, tg__worker_recycle, w);
-    w->bufs.max_free = 1024;
+    w->bufs.max_free = 256; /* at most 4 MiB of idle buffers kept per worker */
     tg_pool_init(&w->pool, rt->up.num_nodes);
     if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
         w->rid_seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull + id;
