@@ -64,6 +64,17 @@ static void tg__control_deadline(struct tg_loop *loop, struct tg_timer *t)
     tg_loop_stop(loop);
 }
 
+/* drain_delay is over: close listeners and let in-flight requests finish, for at most
+ * shutdown.timeout. */
+static void tg__control_drain(struct tg_loop *loop, struct tg_timer *t)
+{
+    struct tg_control *ctl = TG_CONTAINER_OF(t, struct tg_control, deadline);
+
+    for (size_t i = 0; i < tg_instance.num_workers; i++)
+        tg_worker_drain(&tg_instance.workers[i]);
+    tg_timer_arm(loop, t, ctl->rt->cf->shutdown_timeout, tg__control_deadline);
+}
+
 static void tg__control_on_signal(struct tg_loop *loop, struct tg_watch *w, unsigned events)
 {
     struct tg_control *ctl = TG_CONTAINER_OF(w, struct tg_control, sig);
@@ -80,11 +91,12 @@ static void tg__control_on_signal(struct tg_loop *loop, struct tg_watch *w, unsi
             tg_loop_stop(loop);
             return;
         }
-        fprintf(stderr, "tollgate: %s, draining\n", strsignal((int)si.ssi_signo));
+        /* /readyz turns 503 now; serving goes on for drain_delay so that load balancers and
+         * Kubernetes endpoints notice before the listeners close. */
+        fprintf(stderr, "tollgate: %s, draining in %llu ms\n", strsignal((int)si.ssi_signo),
+                (unsigned long long)ctl->rt->cf->drain_delay);
         atomic_store(&tg_instance.stopping, true);
-        for (size_t i = 0; i < tg_instance.num_workers; i++)
-            tg_worker_drain(&tg_instance.workers[i]);
-        tg_timer_arm(loop, &ctl->deadline, ctl->rt->cf->shutdown_timeout, tg__control_deadline);
+        tg_timer_arm(loop, &ctl->deadline, ctl->rt->cf->drain_delay, tg__control_drain);
     }
 }
 

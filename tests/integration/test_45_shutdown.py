@@ -98,3 +98,22 @@ def test_no_fd_leak_after_many_requests(upstream, proxy):
         with Client(tg.addr) as c:
             assert c.get(f"/{i}").status == 200
     wait_until(lambda: tg.open_fds() <= fds0 + 1, 3, what="client fds released")
+
+
+def test_drain_delay_keeps_serving_while_not_ready(upstream, proxy):
+    """shutdown.drain_delay: after SIGTERM, /readyz answers 503 at once while requests are still
+    served, so load balancers can stop sending before the listeners close."""
+    tg = proxy(upstream, shutdown={"drain_delay": "1s", "timeout": "2s"})
+    host, port = tg.config["admin"]["addr"].rsplit(":", 1)
+    admin = (host, int(port))
+    t0 = time.monotonic()
+    tg.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    with Client(admin) as c:
+        assert c.get("/readyz", host="admin").status == 503
+    with Client(tg.addr) as c:
+        assert c.get("/still-served").status == 200
+    assert time.monotonic() - t0 < 0.9, "the checks above took too long to prove anything"
+    assert wait_until(lambda: not can_connect(tg.addr), 3), "listeners still open after the delay"
+    assert time.monotonic() - t0 >= 0.9, "listeners closed before drain_delay passed"
+    assert tg.wait(5) == 0, tg.stderr()
