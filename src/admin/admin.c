@@ -18,7 +18,6 @@ struct tg_admin {
     struct tg_loop *loop;
     struct tg_runtime *rt;
     struct tg_watch listen;
-    int64_t started;
 };
 
 struct tg_admin_conn {
@@ -221,7 +220,6 @@ struct tg_admin *tg_admin_new(struct tg_loop *loop, struct tg_runtime *rt, char 
 
     a->loop = loop;
     a->rt = rt;
-    a->started = tg_loop_wall(loop);
     a->listen.cb = tg__admin_on_accept;
     a->listen.fd = tg_listen_open(&rt->cf->admin_addr, 128, err, errlen);
     if (a->listen.fd < 0 || tg_loop_add_listener(loop, &a->listen, false) != 0) {

@@ -193,7 +193,6 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     const char *head = c->in->base + c->in->start;
     struct tg__req_skip skip = {.trusted = tg_runtime_trusted(rt, &c->peer)};
     const char *peer;
-    size_t host_len;
     ssize_t n;
 
     t->req_out.off = t->req_out.cnt = 0;
@@ -242,8 +241,6 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     } else {
         TG_PUT(p, end, t->req.host.base, t->req.host.len);
     }
-    host_len = (size_t)(p - host_at);
-    (void)host_len;
     TG_PUTS(p, end, "\r\nX-Forwarded-For: ");
     if (skip.trusted) {
         for (size_t i = 0; i < t->req.num_headers; i++) {
@@ -783,17 +780,15 @@ void tg_txn_run(struct tg_txn *t)
 
     for (;;) {
         bool progress = false;
-        struct tg_upconn *u = t->up;
+        struct tg_upconn *u;
 
         if (c->dead)
             return;
-        if (t->res_out.off < t->res_out.cnt || (t->res_end && t->res_state != TG_RES_DONE)) {
-            if (tg__txn_flush(t))
-                return;
-            if (t->res_out.off < t->res_out.cnt && !c->sock.writable) {
-                /* backpressure: nothing more is read from the node until the client reads */
-            }
-        }
+        /* Pending output goes first: the node is read only once what was read before is
+         * written (backpressure), below. */
+        if ((t->res_out.off < t->res_out.cnt || (t->res_end && t->res_state != TG_RES_DONE)) &&
+            tg__txn_flush(t))
+            return;
         if (t->local_reply)
             return;
         u = t->up;
