@@ -12,7 +12,6 @@
  * finished, because finishing may free the transaction and the client connection.
  */
 #include <arpa/inet.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "core/core.h"
@@ -540,11 +539,11 @@ static int tg__txn_compose_response(struct tg_txn *t, const char *head, size_t h
     char *end = t->scratch + t->scratch_cap;
     char *p = start;
     struct tg_str reason = t->res.reason;
-    char code[5];
+    int st = t->res.status; /* 100..599, checked by the parser */
+    char code[4] = {(char)('0' + st / 100), (char)('0' + st / 10 % 10), (char)('0' + st % 10), ' '};
 
     if (reason.len == 0)
         reason = tg_str_cstr(tg_http_status_text(t->res.status));
-    snprintf(code, sizeof(code), "%03d ", t->res.status);
     t->res_out.off = t->res_out.cnt = 0;
     TG_PUTS(p, end, "HTTP/1.1 ");
     TG_PUT(p, end, code, 4);

@@ -265,9 +265,13 @@ void tg_worker_request_id(struct tg_worker *w, char *out, uint8_t *len)
     uint64_t a = tg__splitmix64(w->rid_seed ^ ++w->rid_counter);
     uint64_t b = tg__splitmix64(a ^ w->id);
 
-    for (int i = 0; i < 16; i++) {
-        out[i] = hex[(a >> (i * 4)) & 15];
-        out[16 + i] = hex[(b >> (i * 4)) & 15];
+    for (int i = 0; i < 16; i += 2) {
+        unsigned x = (unsigned)(a >> (i * 4)) & 0xff, y = (unsigned)(b >> (i * 4)) & 0xff;
+
+        out[i] = hex[x & 15];
+        out[i + 1] = hex[x >> 4];
+        out[16 + i] = hex[y & 15];
+        out[16 + i + 1] = hex[y >> 4];
     }
     *len = 32;
 }
