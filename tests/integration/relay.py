@@ -19,6 +19,8 @@ import socket
 import threading
 import time
 
+from tglib.net import close_server
+
 MODES = ("pass", "delay", "drop", "reset", "stall", "onebyte")
 
 _LINGER0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"
@@ -80,20 +82,12 @@ class Relay:
 
     def close(self):
         self._stop = True
-        try:
-            self._ls.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._ls.close()
-        with self._lock:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(timeout=2)
+
+        def open_socks():
+            with self._lock:
+                return list(self._socks)
+
+        close_server(self._ls, open_socks, self._threads)
 
     def __enter__(self):
         return self.start()

@@ -72,3 +72,21 @@ def reset_close(sock):
         sock.close()
     except OSError:
         pass
+
+
+def close_server(listener, open_socks, threads):
+    """Stops a threaded test server: closes its listening socket first (nothing new comes in),
+    then shuts down every connection open_socks() still lists (so blocked reads return) and
+    joins its threads."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
+    for s in open_socks():
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    for t in threads:
+        t.join(timeout=2)

@@ -17,6 +17,7 @@ import threading
 import time
 
 from . import http
+from .net import close_server
 
 
 class Request:
@@ -213,20 +214,12 @@ class Upstream:
 
     def close(self):
         self.stopping = True
-        try:
-            self._ls.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._ls.close()
-        with self._cv:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(timeout=2)
+
+        def open_socks():
+            with self._cv:
+                return list(self._socks)
+
+        close_server(self._ls, open_socks, self._threads)
 
     def __enter__(self):
         return self.start()
