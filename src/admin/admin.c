@@ -1,3 +1,8 @@
+/*
+ * The admin listener: a minimal HTTP/1.1 server on the control loop. Requests are parsed with the
+ * same strict parser as client traffic; replies are written as the socket accepts them (a
+ * /metrics page can be larger than a socket buffer).
+ */
 #include "admin/admin.h"
 
 #include <errno.h>
@@ -5,10 +10,16 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "config/config.h"
 #include "core/core.h"
+#include "core/sbuf.h"
+#include "net/dns.h"
 #include "net/listener.h"
+#include "obs/prometheus.h"
+#include "proxy/control.h"
 #include "proxy/proxy.h"
 
 #define TG_ADMIN_HEAD_MAX 8192
@@ -16,7 +27,7 @@
 
 struct tg_admin {
     struct tg_loop *loop;
-    struct tg_runtime *rt;
+    struct tg_addr addr;
     struct tg_watch listen;
 };
 
@@ -24,6 +35,8 @@ struct tg_admin_conn {
     struct tg_watch watch;
     struct tg_admin *admin;
     struct tg_timer timer;
+    struct tg_sbuf out; /* the reply, once composed */
+    size_t sent;
     size_t len;
     char head[TG_ADMIN_HEAD_MAX];
 };
@@ -32,127 +45,234 @@ static void tg__admin_conn_close(struct tg_admin_conn *ac)
 {
     tg_timer_disarm(&ac->timer);
     close(ac->watch.fd);
+    tg_sbuf_dispose(&ac->out);
     free(ac);
 }
 
-static void tg__admin_reply(struct tg_admin_conn *ac, int status, const char *type,
-                            const char *body, size_t len)
+/* Writes what the socket takes; true when the reply is out (or the client is gone). */
+static bool tg__admin_write(struct tg_admin_conn *ac)
 {
-    char head[256];
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n",
-                     status, tg_http_status_text(status), type, len);
-    struct iovec iov[2] = {{head, (size_t)n}, {(void *)body, len}};
+    while (ac->sent < ac->out.len) {
+        ssize_t n = write(ac->watch.fd, ac->out.base + ac->sent, ac->out.len - ac->sent);
 
-    /* Replies are small and the socket is fresh, so one blocking-free write suffices; a client
-     * that cannot take a few kilobytes gets a truncated reply. */
-    if (writev(ac->watch.fd, iov, 2) < 0) {
-        /* nothing to do: the connection is closed below */
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return false;
+        if (n <= 0)
+            return true;
+        ac->sent += (size_t)n;
     }
     shutdown(ac->watch.fd, SHUT_WR);
+    return true;
 }
 
-/* Sums one counter over every worker. Workers write their own fields without atomics; a
- * relaxed read of a 64-bit aligned field is tear-free on the platforms we build for. */
-#define TG_SUM(field)                                                                              \
-    ({                                                                                             \
-        uint64_t s_ = 0;                                                                           \
-        for (size_t i_ = 0; i_ < tg_instance.num_workers; i_++)                                    \
-            s_ += __atomic_load_n(&tg_instance.workers[i_].stats.field, __ATOMIC_RELAXED);         \
-        s_;                                                                                        \
-    })
-
-static size_t tg__admin_metrics(char *out, size_t cap)
+static void tg__admin_reply(struct tg_admin_conn *ac, int status, const char *type,
+                            struct tg_sbuf *body, bool head_only)
 {
-    size_t n = 0;
-    static const char *classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    tg_sbuf_printf(&ac->out,
+                   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                   "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                   status, tg_http_status_text(status), type, body->len);
+    if (!head_only && body->len > 0)
+        tg_sbuf_add(&ac->out, body->base, body->len);
+    tg_sbuf_dispose(body);
+}
 
-#define TG_EMIT(...)                                                                               \
-    do {                                                                                           \
-        int r_ = snprintf(out + n, cap - n, __VA_ARGS__);                                          \
-        if (r_ > 0 && (size_t)r_ < cap - n)                                                        \
-            n += (size_t)r_;                                                                       \
-    } while (0)
-    TG_EMIT("# HELP tollgate_connections_total Client connections accepted.\n"
-            "# TYPE tollgate_connections_total counter\ntollgate_connections_total %lu\n",
-            (unsigned long)TG_SUM(connections_total));
-    TG_EMIT("# HELP tollgate_active_connections Client connections open now.\n"
-            "# TYPE tollgate_active_connections gauge\ntollgate_active_connections %d\n",
-            atomic_load(&tg_instance.connections));
-    TG_EMIT("# HELP tollgate_requests_total Requests whose head was parsed.\n"
-            "# TYPE tollgate_requests_total counter\ntollgate_requests_total %lu\n",
-            (unsigned long)TG_SUM(requests_total));
-    TG_EMIT("# HELP tollgate_responses_total Responses sent, by status class.\n"
-            "# TYPE tollgate_responses_total counter\n");
-    for (int c = 1; c <= 5; c++) {
-        uint64_t v = 0;
-        for (size_t i = 0; i < tg_instance.num_workers; i++)
-            v += __atomic_load_n(&tg_instance.workers[i].stats.responses_by_class[c],
-                                 __ATOMIC_RELAXED);
-        TG_EMIT("tollgate_responses_total{class=\"%s\"} %lu\n", classes[c], (unsigned long)v);
+int tg_admin_healthz(struct tg_sbuf *out)
+{
+    tg_msec_t limit = tg_instance.rt->cf->stuck_after;
+    bool ok = true;
+
+    tg_sbuf_printf(out, "{\"status\":");
+    for (size_t i = 0; i < tg_instance.num_workers; i++) {
+        struct tg_worker *w = &tg_instance.workers[i];
+        int64_t beat = __atomic_load_n(&w->beat, __ATOMIC_RELAXED);
+        int64_t now = (int64_t)tg_loop_now(tg_instance.control);
+
+        /* a worker that finished draining has left its loop on purpose */
+        if (beat != 0 && now - beat > (int64_t)limit && !w->draining) {
+            if (ok)
+                tg_sbuf_printf(out, "\"stuck\",\"stuck_workers\":[");
+            else
+                tg_sbuf_add(out, ",", 1);
+            tg_sbuf_printf(out, "{\"worker\":%zu,\"last_beat_ms_ago\":%lld}", i,
+                           (long long)(now - beat));
+            ok = false;
+        }
     }
-    TG_EMIT("# HELP tollgate_rejected_requests_total Requests and connections refused by a "
-            "limit.\n# TYPE tollgate_rejected_requests_total counter\n"
-            "tollgate_rejected_requests_total{reason=\"max_connections\"} %lu\n"
-            "tollgate_rejected_requests_total{reason=\"max_request_line\"} %lu\n"
-            "tollgate_rejected_requests_total{reason=\"max_header_bytes\"} %lu\n"
-            "tollgate_rejected_requests_total{reason=\"max_body\"} %lu\n"
-            "tollgate_rejected_requests_total{reason=\"timeout\"} %lu\n"
-            "tollgate_rejected_requests_total{reason=\"bad_request\"} %lu\n",
-            (unsigned long)TG_SUM(rejected_too_many_connections),
-            (unsigned long)TG_SUM(rejected_uri_too_long),
-            (unsigned long)TG_SUM(rejected_header_too_large),
-            (unsigned long)TG_SUM(rejected_body_too_large), (unsigned long)TG_SUM(rejected_timeout),
-            (unsigned long)TG_SUM(rejected_bad_request));
-    TG_EMIT(
-        "# HELP tollgate_upstream_requests_total Requests sent to nodes.\n"
-        "# TYPE tollgate_upstream_requests_total counter\n"
-        "tollgate_upstream_requests_total %lu\n"
-        "# HELP tollgate_upstream_connect_errors_total Failed or timed-out connects and "
-        "resets before a response.\n# TYPE tollgate_upstream_connect_errors_total counter\n"
-        "tollgate_upstream_connect_errors_total %lu\n"
-        "# HELP tollgate_upstream_timeouts_total Responses that did not come in time.\n"
-        "# TYPE tollgate_upstream_timeouts_total counter\ntollgate_upstream_timeouts_total "
-        "%lu\n"
-        "# HELP tollgate_upstream_bad_responses_total Malformed upstream responses (502).\n"
-        "# TYPE tollgate_upstream_bad_responses_total counter\n"
-        "tollgate_upstream_bad_responses_total %lu\n"
-        "# HELP tollgate_upstream_connections_opened_total New connections to nodes.\n"
-        "# TYPE tollgate_upstream_connections_opened_total counter\n"
-        "tollgate_upstream_connections_opened_total %lu\n"
-        "# HELP tollgate_upstream_connections_reused_total Requests sent on a pooled "
-        "connection.\n# TYPE tollgate_upstream_connections_reused_total counter\n"
-        "tollgate_upstream_connections_reused_total %lu\n",
-        (unsigned long)TG_SUM(upstream_requests), (unsigned long)TG_SUM(upstream_connect_errors),
-        (unsigned long)TG_SUM(upstream_timeouts), (unsigned long)TG_SUM(upstream_bad_responses),
-        (unsigned long)TG_SUM(upstream_connections_opened), (unsigned long)TG_SUM(upstream_reused));
-#undef TG_EMIT
-    return n;
+    if (ok)
+        tg_sbuf_printf(out, "\"ok\"}\n");
+    else
+        tg_sbuf_printf(out, "]}\n");
+    return ok ? 200 : 503;
 }
 
-static void tg__admin_serve(struct tg_admin_conn *ac, struct tg_str path)
+/* A node is usable when it has an address: static, or at least one DNS answer. Health checks
+ * (issue 4) will narrow this. */
+static bool tg__node_usable(const struct tg_node *n)
 {
-    static char metrics[16384];
+    return n->dns == NULL || tg_dns_addrs(n->dns) != NULL;
+}
+
+int tg_admin_readyz(struct tg_sbuf *out)
+{
+    const struct tg_upstreams *up = &tg_instance.rt->up;
+    bool started = atomic_load(&tg_instance.ready);
+    bool draining = atomic_load(&tg_instance.stopping);
+    bool nodes_ok = true;
+    struct tg_sbuf detail = {0};
+
+    tg_sbuf_add(&detail, "{", 1);
+    for (size_t i = 0; i < up->num_services; i++) {
+        const struct tg_service *svc = &up->services[i];
+        size_t usable = 0;
+
+        for (size_t j = 0; j < svc->num_nodes; j++)
+            usable += tg__node_usable(svc->members[j].node);
+        if (usable == 0)
+            nodes_ok = false;
+        if (i > 0)
+            tg_sbuf_add(&detail, ",", 1);
+        tg_sbuf_json(&detail, svc->conf->name, strlen(svc->conf->name));
+        tg_sbuf_printf(&detail, ":{\"usable\":%zu,\"nodes\":%zu}", usable, svc->num_nodes);
+    }
+    tg_sbuf_add(&detail, "}", 1);
+    tg_sbuf_printf(out,
+                   "{\"ready\":%s,\"checks\":{"
+                   "\"started\":{\"ok\":%s%s},"
+                   "\"not_draining\":{\"ok\":%s%s},"
+                   "\"usable_nodes\":{\"ok\":%s%s,\"services\":%s}}}\n",
+                   started && !draining && nodes_ok ? "true" : "false", started ? "true" : "false",
+                   started ? "" : ",\"reason\":\"starting\"", draining ? "false" : "true",
+                   draining ? ",\"reason\":\"draining\"" : "", nodes_ok ? "true" : "false",
+                   nodes_ok ? "" : ",\"reason\":\"a service has no usable node\"", detail.base);
+    tg_sbuf_dispose(&detail);
+    return started && !draining && nodes_ok ? 200 : 503;
+}
+
+static void tg__admin_iso8601(struct tg_sbuf *out, int64_t ms)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    char buf[40];
+
+    gmtime_r(&s, &tm);
+    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+    tg_sbuf_printf(out, "\"%s.%03dZ\"", buf, (int)(ms % 1000));
+}
+
+int tg_admin_status(struct tg_sbuf *out, const char *version)
+{
+    const struct tg_runtime *rt = tg_instance.rt;
+    const struct tg_upstreams *up = &rt->up;
+    struct timespec ts;
+    int64_t now;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    tg_sbuf_printf(out, "{\"version\":\"%s\",\"uptime_seconds\":%.3f,\"started_at\":", version,
+                   (double)(now - tg_instance.started_at) / 1000.0);
+    tg__admin_iso8601(out, tg_instance.started_at);
+    tg_sbuf_printf(out, ",\"workers\":%zu,\"draining\":%s,\"config\":{\"file\":",
+                   tg_instance.num_workers, atomic_load(&tg_instance.stopping) ? "true" : "false");
+    tg_sbuf_json(out, rt->cf->file, strlen(rt->cf->file));
+    tg_sbuf_printf(out, ",\"hash\":\"%s\",\"loaded_at\":", rt->cf->hash);
+    tg__admin_iso8601(out, rt->loaded_at);
+    tg_sbuf_printf(out, ",\"reloads\":{\"ok\":%llu,\"failed\":%llu}},\"services\":[",
+                   (unsigned long long)tg_instance.reloads_ok,
+                   (unsigned long long)tg_instance.reloads_failed);
+    for (size_t i = 0; i < up->num_services; i++) {
+        const struct tg_service *svc = &up->services[i];
+
+        tg_sbuf_printf(out, "%s{\"name\":", i ? "," : "");
+        tg_sbuf_json(out, svc->conf->name, strlen(svc->conf->name));
+        tg_sbuf_printf(out, ",\"nodes\":[");
+        for (size_t j = 0; j < svc->num_nodes; j++) {
+            const struct tg_node *n = svc->members[j].node;
+            const char *label = tg_label_name(TG_LABEL_NODE, n->label);
+            uint64_t in_flight = 0, idle = 0, requests = 0, errors = 0, ewma_sum = 0, ewma_n = 0;
+
+            for (size_t k = 0; k < n->num_workers; k++) {
+                const struct tg_node_worker *nw = &n->w[k];
+                uint64_t e = __atomic_load_n(&nw->ewma_us, __ATOMIC_RELAXED);
+
+                in_flight += __atomic_load_n(&nw->in_flight, __ATOMIC_RELAXED);
+                idle += __atomic_load_n(&nw->idle_count, __ATOMIC_RELAXED);
+                requests += __atomic_load_n(&nw->requests, __ATOMIC_RELAXED);
+                errors += __atomic_load_n(&nw->errors, __ATOMIC_RELAXED);
+                if (e != 0) {
+                    ewma_sum += e;
+                    ewma_n++;
+                }
+            }
+            tg_sbuf_printf(out, "%s{\"address\":", j ? "," : "");
+            tg_sbuf_json(out, label, strlen(label));
+            tg_sbuf_printf(out,
+                           ",\"state\":\"%s\",\"weight\":%u,\"tier\":%u,\"in_flight\":%llu,"
+                           "\"idle_connections\":%llu,\"requests\":%llu,\"errors\":%llu,"
+                           "\"latency_ewma_ms\":%.3f}",
+                           tg__node_usable(n) ? "up" : "unresolved",
+                           svc->members[j].conf->weight ? svc->members[j].conf->weight : 1,
+                           svc->members[j].conf->tier, (unsigned long long)in_flight,
+                           (unsigned long long)idle, (unsigned long long)requests,
+                           (unsigned long long)errors,
+                           ewma_n ? (double)ewma_sum / (double)ewma_n / 1000.0 : 0.0);
+        }
+        tg_sbuf_printf(out, "]}");
+    }
+    tg_sbuf_printf(out, "]}\n");
+    return 200;
+}
+
+static bool tg__path_is(struct tg_str path, const char *lit)
+{
+    return path.len == strlen(lit) && memcmp(path.base, lit, path.len) == 0;
+}
+
+static void tg__admin_serve(struct tg_admin_conn *ac, const struct tg_h1_request *req)
+{
+    struct tg_sbuf body = {0};
+    struct tg_str path = req->path;
     const char *q = memchr(path.base, '?', path.len);
+    bool get = req->method_id == TG_METHOD_GET || req->method_id == TG_METHOD_HEAD;
+    bool head_only = req->method_id == TG_METHOD_HEAD;
+    const char *json = "application/json";
+    int status;
 
     if (q != NULL)
         path.len = (size_t)(q - path.base);
-    if (TG_STR_IEQ(path, "/healthz")) {
-        tg__admin_reply(ac, 200, "application/json", "{\"status\":\"ok\"}\n", 16);
-    } else if (TG_STR_IEQ(path, "/readyz")) {
-        if (atomic_load(&tg_instance.stopping))
-            tg__admin_reply(ac, 503, "application/json",
-                            "{\"ready\":false,\"reason\":\"draining\"}\n", 36);
-        else
-            tg__admin_reply(ac, 200, "application/json", "{\"ready\":true}\n", 15);
-    } else if (TG_STR_IEQ(path, "/metrics")) {
-        size_t n = tg__admin_metrics(metrics, sizeof(metrics));
-        tg__admin_reply(ac, 200, "text/plain; version=0.0.4", metrics, n);
-    } else {
-        tg__admin_reply(ac, 404, "application/json",
-                        "{\"error\":{\"status\":404,\"code\":\"not_found\"}}\n", 44);
+    if (tg__path_is(path, "/reload")) {
+        if (req->method_id != TG_METHOD_POST) {
+            tg_sbuf_printf(&body, "{\"error\":{\"status\":405,\"code\":\"method_not_allowed\","
+                                  "\"message\":\"use POST /reload\"}}\n");
+            tg__admin_reply(ac, 405, json, &body, head_only);
+            return;
+        }
+        status = tg_control_reload(&body);
+        tg__admin_reply(ac, status, json, &body, false);
+        return;
     }
+    if (!get) {
+        tg_sbuf_printf(&body, "{\"error\":{\"status\":405,\"code\":\"method_not_allowed\"}}\n");
+        tg__admin_reply(ac, 405, json, &body, false);
+        return;
+    }
+    if (tg__path_is(path, "/healthz")) {
+        status = tg_admin_healthz(&body);
+    } else if (tg__path_is(path, "/readyz")) {
+        status = tg_admin_readyz(&body);
+    } else if (tg__path_is(path, "/status")) {
+        status = tg_admin_status(&body, TG_VERSION);
+    } else if (tg__path_is(path, "/metrics")) {
+        tg_prometheus_render(&body);
+        tg__admin_reply(ac, 200, "text/plain; version=0.0.4; charset=utf-8", &body, head_only);
+        return;
+    } else {
+        tg_sbuf_printf(&body, "{\"error\":{\"status\":404,\"code\":\"not_found\"}}\n");
+        status = 404;
+    }
+    tg__admin_reply(ac, status, json, &body, head_only);
 }
 
 static void tg__admin_conn_on_timer(struct tg_loop *loop, struct tg_timer *t)
@@ -168,27 +288,42 @@ static void tg__admin_conn_on_event(struct tg_loop *loop, struct tg_watch *w, un
     struct tg_h1_limits lim = {2048, TG_ADMIN_HEAD_MAX - 2048, 64};
     ssize_t n;
 
+    if (ac->out.len > 0) {
+        if (tg__admin_write(ac))
+            tg__admin_conn_close(ac);
+        return;
+    }
     for (;;) {
         n = read(w->fd, ac->head + ac->len, sizeof(ac->head) - ac->len);
         if (n < 0 && errno == EAGAIN)
             return;
-        if (n <= 0)
-            break;
+        if (n <= 0) {
+            tg__admin_conn_close(ac);
+            return;
+        }
         ac->len += (size_t)n;
         n = tg_h1_parse_request(ac->head, ac->len, &req, &lim);
         if (n == TG_H1_INCOMPLETE && ac->len < sizeof(ac->head))
             continue;
-        if (n > 0 && (req.method_id == TG_METHOD_GET || req.method_id == TG_METHOD_HEAD))
-            tg__admin_serve(ac, req.path);
-        else if (n > 0)
-            tg__admin_reply(ac, 405, "application/json",
-                            "{\"error\":{\"status\":405,\"code\":\"method_not_allowed\"}}\n", 53);
-        else
-            tg__admin_reply(ac, 400, "application/json",
-                            "{\"error\":{\"status\":400,\"code\":\"bad_request\"}}\n", 46);
+        if (n > 0 && req.body_kind == TG_BODY_LENGTH &&
+            req.content_length > sizeof(ac->head) - (size_t)n) {
+            n = TG_H1_INVALID;
+        } else if (n > 0 && req.body_kind == TG_BODY_LENGTH &&
+                   ac->len - (size_t)n < req.content_length) {
+            continue; /* the body (ignored) is read so that closing does not reset the reply */
+        }
         break;
     }
-    tg__admin_conn_close(ac);
+    if (n > 0 && req.body_kind != TG_BODY_CHUNKED) {
+        tg__admin_serve(ac, &req);
+    } else {
+        struct tg_sbuf body = {0};
+
+        tg_sbuf_printf(&body, "{\"error\":{\"status\":400,\"code\":\"bad_request\"}}\n");
+        tg__admin_reply(ac, 400, "application/json", &body, false);
+    }
+    if (tg__admin_write(ac))
+        tg__admin_conn_close(ac);
 }
 
 static void tg__admin_on_accept(struct tg_loop *loop, struct tg_watch *w, unsigned events)
@@ -214,21 +349,49 @@ static void tg__admin_on_accept(struct tg_loop *loop, struct tg_watch *w, unsign
     }
 }
 
-struct tg_admin *tg_admin_new(struct tg_loop *loop, struct tg_runtime *rt, char *err, size_t errlen)
+static int tg__admin_listen(struct tg_admin *a, const struct tg_config *cf, char *err,
+                            size_t errlen)
+{
+    int fd = tg_listen_open(&cf->admin_addr, 128, err, errlen);
+
+    if (fd < 0)
+        return -1;
+    if (a->listen.fd >= 0) {
+        tg_loop_del(a->loop, &a->listen);
+        close(a->listen.fd);
+    }
+    a->listen.fd = fd;
+    a->addr = cf->admin_addr;
+    if (tg_loop_add_listener(a->loop, &a->listen, false) != 0) {
+        snprintf(err, errlen, "cannot watch the admin listener");
+        return -1;
+    }
+    return 0;
+}
+
+struct tg_admin *tg_admin_new(struct tg_loop *loop, const struct tg_config *cf, char *err,
+                              size_t errlen)
 {
     struct tg_admin *a = tg_calloc(1, sizeof(*a));
 
     a->loop = loop;
-    a->rt = rt;
     a->listen.cb = tg__admin_on_accept;
-    a->listen.fd = tg_listen_open(&rt->cf->admin_addr, 128, err, errlen);
-    if (a->listen.fd < 0 || tg_loop_add_listener(loop, &a->listen, false) != 0) {
+    a->listen.fd = -1;
+    if (tg__admin_listen(a, cf, err, errlen) != 0) {
         if (a->listen.fd >= 0)
             close(a->listen.fd);
         free(a);
         return NULL;
     }
     return a;
+}
+
+int tg_admin_rebind(struct tg_admin *a, const struct tg_config *cf, char *err, size_t errlen)
+{
+    if (a->addr.len == cf->admin_addr.len &&
+        memcmp(&a->addr.ss, &cf->admin_addr.ss, a->addr.len) == 0)
+        return 0;
+    return tg__admin_listen(a, cf, err, errlen);
 }
 
 void tg_admin_free(struct tg_admin *a)

@@ -109,6 +109,7 @@ struct tg_config {
     size_t num_listens;
     const char *admin_addr_text; /* admin.addr, default 127.0.0.1:9901 */
     struct tg_addr admin_addr;
+    tg_msec_t stuck_after; /* admin.stuck_after, 5s: /healthz fails when a worker loop is stuck */
     struct tg_limits_conf limits;
     tg_msec_t drain_delay;      /* shutdown.drain_delay, 5s */
     tg_msec_t shutdown_timeout; /* shutdown.timeout, 25s */
@@ -116,6 +117,7 @@ struct tg_config {
     bool access_log;            /* log.access.enabled, true */
     double access_sample;       /* log.access.sample, 1.0 */
     tg_msec_t access_slow;      /* log.access.slow, 1s */
+    uint64_t access_buffer;     /* log.access.buffer, 1mb: ring per worker; full = dropped lines */
     struct tg_str_list {
         const char **items;
         size_t num;

@@ -55,12 +55,6 @@ static void parse_path(struct tg_conf_loader *ld, const struct tg_ynode *v, void
     parse_pattern(ld, v, 0, &((struct tg_route_conf *)base)->path);
 }
 
-static const char *const method_names[TG_METHOD__COUNT] = {
-    [TG_METHOD_GET] = "GET",     [TG_METHOD_HEAD] = "HEAD",     [TG_METHOD_POST] = "POST",
-    [TG_METHOD_PUT] = "PUT",     [TG_METHOD_DELETE] = "DELETE", [TG_METHOD_OPTIONS] = "OPTIONS",
-    [TG_METHOD_PATCH] = "PATCH", [TG_METHOD_TRACE] = "TRACE",   [TG_METHOD_CONNECT] = "CONNECT",
-};
-
 static void parse_methods(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base)
 {
     struct tg_route_conf *r = ((struct tg_route_conf *)base);
@@ -80,7 +74,7 @@ static void parse_methods(struct tg_conf_loader *ld, const struct tg_ynode *v, v
             continue;
         /* Methods are case-sensitive on the wire, but "get" in a config can only mean GET. */
         for (m = 1; m < TG_METHOD__COUNT; m++)
-            if (strcasecmp(item->str, method_names[m]) == 0)
+            if (strcasecmp(item->str, tg_http_method_names[m]) == 0)
                 break;
         if (m == TG_METHOD__COUNT) {
             tg__conf_error(ld, item,

@@ -91,6 +91,12 @@ static const struct tg_conf_key admin_keys[] = {
      .offset = OFF(admin_addr_text),
      .offset2 = OFF(admin_addr),
      .def = "127.0.0.1:9901"},
+    {.name = "stuck_after",
+     .type = TG_CT_DURATION,
+     .offset = OFF(stuck_after),
+     .def = "5s",
+     .min = 1000,
+     .max = 3600 * 1000},
 };
 static const struct tg_conf_section admin_section = TG_CONF_SECTION("admin", admin_keys);
 
@@ -189,6 +195,12 @@ static const struct tg_conf_key access_keys[] = {
      .offset = OFF(access_slow),
      .def = "1s",
      .max = MAX_TIMEOUT},
+    {.name = "buffer",
+     .type = TG_CT_SIZE,
+     .offset = OFF(access_buffer),
+     .def = "1mb",
+     .min = 64 * 1024,
+     .max = 256ull << 20},
 };
 static const struct tg_conf_section access_section = TG_CONF_SECTION("log.access", access_keys);
 

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#define TG_VERSION "0.1.0"
+
 #define TG_OK       0
 #define TG_ERROR    (-1)
 #define TG_AGAIN    (-2)

@@ -37,6 +37,7 @@ struct tg_loop {
     tg_msec_t now;
     uint64_t now_us;
     int64_t wall;
+    int64_t wall_ms;
     uint64_t iterations;
     uint64_t tick; /* next tick to process */
     uint64_t hint; /* no armed timer sits in a slot before this tick (a lower bound) */
@@ -61,6 +62,7 @@ static void tg__loop_clock(struct tg_loop *loop)
     loop->now = loop->now_us / 1000;
     clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     loop->wall = ts.tv_sec;
+    loop->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void tg__loop_post_drain(struct tg_loop *loop, struct tg_watch *w, unsigned events)
@@ -159,6 +161,11 @@ tg_msec_t tg_loop_now(const struct tg_loop *loop)
 uint64_t tg_loop_now_us(const struct tg_loop *loop)
 {
     return loop->now_us;
+}
+
+int64_t tg_loop_wall_ms(const struct tg_loop *loop)
+{
+    return loop->wall_ms;
 }
 
 int64_t tg_loop_wall(const struct tg_loop *loop)

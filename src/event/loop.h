@@ -65,6 +65,8 @@ uint64_t tg_loop_now_us(const struct tg_loop *loop);
 
 /* Cached wall-clock seconds since the epoch, updated once per loop iteration. */
 int64_t tg_loop_wall(const struct tg_loop *loop);
+/* The same in milliseconds (coarse clock: a few ms of resolution), for log timestamps. */
+int64_t tg_loop_wall_ms(const struct tg_loop *loop);
 
 /* Arms (or re-arms) t to fire once after delay milliseconds. */
 void tg_timer_arm(struct tg_loop *loop, struct tg_timer *t, tg_msec_t delay, tg_timer_cb cb);

@@ -56,6 +56,8 @@ enum tg_http_header_id {
     TG_HDR_VIA,
     TG_HDR_DATE,
     TG_HDR_SERVER,
+    TG_HDR_TRACEPARENT,
+    TG_HDR_TRACESTATE,
 };
 
 /* Set on a header when it must not be forwarded as is (DESIGN §9.12): hop-by-hop by definition,
@@ -181,6 +183,9 @@ ssize_t tg_http_path_normalize(const char *in, size_t len, char *out);
 
 /* Returns the reason phrase for a status code ("Unknown" for codes without one). */
 const char *tg_http_status_text(int status);
+
+/* Method names by enum tg_http_method; "OTHER" for TG_METHOD_OTHER. */
+extern const char *const tg_http_method_names[TG_METHOD__COUNT];
 
 /* Maps a method token to enum tg_http_method. */
 int tg_http_method_id(struct tg_str method);

@@ -66,6 +66,13 @@ int tg_http_method_id(struct tg_str m)
     return TG_METHOD_OTHER;
 }
 
+const char *const tg_http_method_names[TG_METHOD__COUNT] = {
+    [TG_METHOD_OTHER] = "OTHER",     [TG_METHOD_GET] = "GET",     [TG_METHOD_HEAD] = "HEAD",
+    [TG_METHOD_POST] = "POST",       [TG_METHOD_PUT] = "PUT",     [TG_METHOD_DELETE] = "DELETE",
+    [TG_METHOD_OPTIONS] = "OPTIONS", [TG_METHOD_PATCH] = "PATCH", [TG_METHOD_TRACE] = "TRACE",
+    [TG_METHOD_CONNECT] = "CONNECT",
+};
+
 #define TG__NAME_IS(n, len, lit)                                                                   \
     ((len) == sizeof(lit) - 1 && tg__h1_token_eq((n), (lit), sizeof(lit) - 1))
 
@@ -94,7 +101,11 @@ static uint16_t tg__h1_header_id(const char *n, size_t len)
     case 10:
         if (c == 'c')
             return TG__NAME_IS(n, len, "connection") ? TG_HDR_CONNECTION : TG_HDR_OTHER;
+        if (c == 't')
+            return TG__NAME_IS(n, len, "tracestate") ? TG_HDR_TRACESTATE : TG_HDR_OTHER;
         return TG__NAME_IS(n, len, "keep-alive") ? TG_HDR_KEEP_ALIVE : TG_HDR_OTHER;
+    case 11:
+        return TG__NAME_IS(n, len, "traceparent") ? TG_HDR_TRACEPARENT : TG_HDR_OTHER;
     case 12:
         return TG__NAME_IS(n, len, "x-request-id") ? TG_HDR_X_REQUEST_ID : TG_HDR_OTHER;
     case 14:

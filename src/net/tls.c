@@ -215,6 +215,12 @@ void tg_tls_ctx_free(struct tg_tls_ctx *ctx)
         SSL_CTX_free(ctx->ssl_ctx); /* the rest goes with the last reference, see ex_free */
 }
 
+struct tg_tls_ctx *tg_tls_ctx_take(struct tg_tls_ctx *ctx)
+{
+    SSL_CTX_up_ref(ctx->ssl_ctx);
+    return ctx;
+}
+
 static int tg__tls_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
                                const unsigned char *in, unsigned int inlen, void *arg)
 {

@@ -61,6 +61,8 @@ struct tg_tls_ctx *tg_tls_client_ctx_new(const struct tg_tls_client_opts *o, cha
 
 /* Frees a context. SSL objects made from it may outlive it (OpenSSL counts references). */
 void tg_tls_ctx_free(struct tg_tls_ctx *ctx);
+/* Another reference to ctx (released with tg_tls_ctx_free). */
+struct tg_tls_ctx *tg_tls_ctx_take(struct tg_tls_ctx *ctx);
 
 /*
  * Creates a server-side connection on a connected, non-blocking socket. The descriptor stays

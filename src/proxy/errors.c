@@ -64,6 +64,7 @@ void tg_txn_respond_error(struct tg_txn *t, int status, const char *code, const 
     n = tg_error_format(out, t->scratch_cap - t->scratch_cap / 2, c->worker, status, code, message,
                         t->request_id, t->request_id_len, c->close_after);
     t->status = status;
+    t->started = true; /* refused before routing (limits, bad requests): still a request */
     t->local_reply = true;
     t->res_state = TG_RES_BODY;
     t->res_end = true;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "obs/trace.h"
 #include "proxy/proxy.h"
 
 #define TG_CHUNK_MAX_LINE     4096
@@ -57,6 +58,7 @@ struct tg_txn *tg_txn_new(struct tg_conn *c)
     t->iov_max = iovs;
     t->conn = c;
     t->rt = rt;
+    rt->users[w->id].n++;
     t->up_reusable = true;
     t->start_us = tg_loop_now_us(w->loop);
     return t;
@@ -70,6 +72,9 @@ void tg_txn_free(struct tg_txn *t)
         tg_upconn_close(t->up);
         t->up = NULL;
     }
+    if (t->started)
+        tg_txn_record(t);
+    tg_worker_runtime_done(w, t->rt);
     t->next_free = w->free_txns;
     w->free_txns = t;
 }
@@ -80,7 +85,7 @@ static bool tg__is_idempotent(int method)
            method == TG_METHOD_DELETE || method == TG_METHOD_OPTIONS || method == TG_METHOD_TRACE;
 }
 
-static const char *tg__conn_peer_text(struct tg_conn *c)
+const char *tg_conn_peer_text(struct tg_conn *c)
 {
     const struct in6_addr *a = &c->peer.sin6_addr;
 
@@ -122,6 +127,7 @@ static void tg__iov_headers(struct tg_iovq *q, const struct tg_http_header *h, s
 
 struct tg__req_skip {
     bool trusted;
+    bool drop_trace;
 };
 
 static bool tg__req_skip(const struct tg_http_header *h, void *arg)
@@ -139,6 +145,9 @@ static bool tg__req_skip(const struct tg_http_header *h, void *arg)
     case TG_HDR_X_FORWARDED_PROTO:
     case TG_HDR_X_FORWARDED_HOST:
         return !s->trusted;
+    case TG_HDR_TRACEPARENT:
+    case TG_HDR_TRACESTATE:
+        return s->drop_trace;
     default:
         return false;
     }
@@ -190,7 +199,8 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     char *end = t->scratch + t->scratch_cap / 2;
     char *p = start, *host_at;
     const char *head = c->in->base + c->in->start;
-    struct tg__req_skip skip = {.trusted = tg_runtime_trusted(rt, &c->peer)};
+    struct tg__req_skip skip = {.trusted = tg_runtime_trusted(rt, &c->peer),
+                                .drop_trace = t->trace_drop};
     const char *peer;
     ssize_t n;
 
@@ -249,13 +259,13 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
             TG_PUTS(p, end, ", ");
         }
     }
-    peer = tg__conn_peer_text(c);
+    peer = tg_conn_peer_text(c);
     if (peer != NULL)
         TG_PUT(p, end, peer, c->peer_text_len);
     else
         TG_PUTS(p, end, "unknown");
     if (!skip.trusted) {
-        if (c->listener->tls)
+        if (c->tls)
             TG_PUTS(p, end, "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: ");
         else
             TG_PUTS(p, end, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: ");
@@ -263,6 +273,10 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     }
     TG_PUTS(p, end, "\r\nVia: 1.1 tollgate\r\nX-Request-Id: ");
     TG_PUT(p, end, t->request_id, t->request_id_len);
+    if (t->trace_new) {
+        TG_PUTS(p, end, "\r\ntraceparent: ");
+        TG_PUT(p, end, t->traceparent, sizeof(t->traceparent));
+    }
     if (t->req.body_kind == TG_BODY_CHUNKED)
         TG_PUTS(p, end, "\r\nTransfer-Encoding: chunked");
     TG_PUTS(p, end, "\r\n\r\n");
@@ -610,6 +624,7 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
         return;
     }
     t->status = t->res.status;
+    t->up_status = t->res.status;
     c->worker->stats.responses_by_class[t->status / 100 < 6 ? t->status / 100 : 0]++;
     take = tg__res_body_take(t, body, avail, &consumed);
     if (take < 0) {
@@ -743,6 +758,7 @@ static bool tg__txn_flush(struct tg_txn *t)
             tg_conn_abort(c);
             return true;
         }
+        t->bytes_out += (size_t)n;
         tg_iov_advance(&iov, &cnt, (size_t)n);
         t->res_out.off = t->res_out.cnt - cnt;
     }
@@ -797,12 +813,30 @@ void tg_txn_run(struct tg_txn *t)
             if (c->dead || t->local_reply || t->up == NULL)
                 continue;
             if (t->res_out.off == t->res_out.cnt && !t->res_end &&
-                (u->sock.readable || tg_sock_pending(&u->sock)))
+                (u->sock.readable || tg_sock_pending(&u->sock))) {
                 progress |= tg__txn_recv(t);
+                if (t->res_end && t->up_end_us == 0)
+                    t->up_end_us = tg_loop_now_us(c->worker->loop);
+            }
         }
         if (!progress && (t->res_out.off == t->res_out.cnt || !c->sock.writable))
             return;
     }
+}
+
+/* W3C Trace Context: a single valid traceparent is forwarded as it is (with tracestate); an
+ * invalid or repeated one is dropped with its tracestate and a new trace starts. */
+static void tg__txn_trace_header(struct tg_txn *t, const struct tg_http_header *h)
+{
+    struct tg_trace tr;
+
+    if (t->has_trace || t->trace_drop || tg_trace_parse(h->value.base, h->value.len, &tr) != 0) {
+        t->has_trace = false;
+        t->trace_drop = true;
+        return;
+    }
+    memcpy(t->trace_id, tr.trace_id, sizeof(t->trace_id));
+    t->has_trace = true;
 }
 
 /* Route, check and start forwarding a request whose head was just parsed. */
@@ -819,11 +853,15 @@ void tg_txn_start(struct tg_txn *t)
     /* the header deadline is met; body and send deadlines are armed when they apply */
     tg_timer_disarm(&c->timer);
     w->stats.requests_total++;
+    t->started = true;
     t->head_request = t->req.method_id == TG_METHOD_HEAD;
     for (size_t i = 0; i < t->req.num_headers; i++) {
         const struct tg_http_header *h = &t->req.headers[i];
         bool ok = h->id == TG_HDR_X_REQUEST_ID && h->value.len > 0 &&
                   h->value.len < sizeof(t->request_id);
+
+        if (h->id == TG_HDR_TRACEPARENT)
+            tg__txn_trace_header(t, h);
 
         for (size_t j = 0; ok && j < h->value.len; j++) {
             char ch = h->value.base[j];
@@ -837,6 +875,14 @@ void tg_txn_start(struct tg_txn *t)
     }
     if (t->request_id_len == 0)
         tg_worker_request_id(w, t->request_id, &t->request_id_len);
+    if (!t->has_trace) {
+        struct tg_trace tr;
+
+        tg_trace_new(w->trace_state, t->traceparent, &tr);
+        memcpy(t->trace_id, tr.trace_id, sizeof(t->trace_id));
+        /* a tracestate without a valid traceparent is discarded (W3C Trace Context §3.3) */
+        t->trace_new = t->has_trace = t->trace_drop = true;
+    }
     if (!t->req.keep_alive)
         c->close_after = true;
     if (t->req.body_kind == TG_BODY_NONE)
@@ -913,6 +959,8 @@ void tg_txn_start(struct tg_txn *t)
     }
     t->up->txn = t;
     t->req_state = TG_REQ_HEAD;
+    t->up_start_us = tg_loop_now_us(w->loop);
+    t->node->w[w->id].in_flight++;
     w->stats.upstream_requests++;
     if (t->up->state == TG_UP_READY)
         tg_txn_run(t);

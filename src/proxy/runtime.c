@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/core.h"
 #include "net/tls.h"
@@ -61,13 +62,26 @@ bool tg_runtime_trusted(const struct tg_runtime *rt, const struct sockaddr_in6 *
     return false;
 }
 
-struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns, char *err,
+struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns,
+                                  const struct tg_runtime *prev, size_t num_workers, char *err,
                                   size_t errlen)
 {
     struct tg_runtime *rt = tg_calloc(1, sizeof(*rt));
+    struct timespec ts;
 
     atomic_init(&rt->refs, 1);
     rt->cf = tg_config_take(cf);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    rt->loaded_at = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    rt->num_workers = num_workers;
+    rt->access_sample = cf->access_sample >= 1.0
+                            ? UINT64_MAX
+                            : (uint64_t)(cf->access_sample * 18446744073709551615.0);
+    rt->access_slow_us = cf->access_slow * 1000;
+    rt->users = tg_calloc(num_workers ? num_workers : 1, sizeof(*rt->users));
+    rt->route_labels = tg_calloc(cf->num_routes + 1, sizeof(*rt->route_labels));
+    for (size_t i = 0; i < cf->num_routes; i++)
+        rt->route_labels[i] = tg_label_intern(TG_LABEL_ROUTE, cf->routes[i].name, 0);
     rt->h1.max_request_line = cf->limits.max_request_line;
     rt->h1.max_header_bytes = cf->limits.max_header_bytes;
     rt->h1.max_headers = cf->limits.max_headers;
@@ -87,7 +101,7 @@ struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns, char
         if (tg__cidr_parse(cf->trusted_proxies.items[i], &rt->trusted[rt->cidr_count]) == 0)
             rt->cidr_count++;
     }
-    if (tg_upstreams_init(&rt->up, cf, dns, err, errlen) != 0)
+    if (tg_upstreams_init(&rt->up, cf, dns, prev ? &prev->up : NULL, num_workers, err, errlen) != 0)
         goto fail;
     return rt;
 
@@ -113,6 +127,8 @@ void tg_runtime_drop(struct tg_runtime *rt)
     }
     free(rt->listen_tls);
     free(rt->trusted);
+    free(rt->users);
+    free(rt->route_labels);
     if (rt->router != NULL)
         tg_router_free(rt->router);
     tg_config_drop(rt->cf);

@@ -163,7 +163,7 @@ void tg_conn_accepted(struct tg_worker *w, struct tg_listener *l, int fd,
         c = tg_malloc(sizeof(*c));
     memset(c, 0, sizeof(*c));
     c->worker = w;
-    c->listener = l;
+    c->tls = l->tls;
     c->sock.watch.fd = fd;
     c->sock.watch.cb = tg__conn_on_event;
     c->phase = TG_CONN_IDLE;

@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "net/listener.h"
+#include "obs/log.h"
 #include "proxy/proxy.h"
 
 #define TG_ACCEPT_BATCH 64
@@ -59,12 +60,9 @@ static void tg__on_accept(struct tg_loop *loop, struct tg_watch *watch, unsigned
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: stop watching for a moment rather than spin on a
                  * level-triggered listener that cannot be served. */
-                static struct tg_timer pause[64];
                 tg_loop_del(loop, watch);
-                fprintf(stderr, "tollgate: accept: %s; pausing accepts for 100ms\n",
-                        strerror(errno));
-                tg_timer_arm(loop, &pause[(l->worker->id * 8 + l->index) % 64], 100,
-                             tg__listener_resume);
+                tg_log(TG_LOG_ERROR, "accept: %s; pausing accepts for 100ms", strerror(errno));
+                tg_timer_arm(loop, &l->pause, 100, tg__listener_resume);
             }
             return;
         }
@@ -78,52 +76,223 @@ static void tg__on_accept(struct tg_loop *loop, struct tg_watch *watch, unsigned
 
 static void tg__listener_resume(struct tg_loop *loop, struct tg_timer *t)
 {
-    /* Re-register every listener of the worker that owns this loop. */
-    for (size_t i = 0; i < tg_instance.num_workers; i++) {
-        struct tg_worker *w = &tg_instance.workers[i];
+    struct tg_listener *l = TG_CONTAINER_OF(t, struct tg_listener, pause);
 
-        if (w->loop != loop || w->draining)
-            continue;
-        for (size_t j = 0; j < w->num_listeners; j++)
-            tg_loop_add_listener(loop, &w->listeners[j].watch, w->listeners[j].is_unix);
-    }
+    if (!l->worker->draining)
+        tg_loop_add_listener(loop, &l->watch, l->is_unix);
 }
 
-int tg_worker_init(struct tg_worker *w, uint32_t id, struct tg_runtime *rt, const int *shared_fds,
-                   char *err, size_t errlen)
+static void tg__listener_free(struct tg_worker *w, struct tg_listener *l)
 {
-    const struct tg_config *cf = rt->cf;
+    tg_timer_disarm(&l->pause);
+    if (l->watch.fd >= 0) {
+        tg_loop_del(w->loop, &l->watch);
+        close(l->watch.fd);
+    }
+    free(l);
+}
 
+static bool tg__same_addr(const struct tg_addr *a, const struct tg_addr *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+int tg_listen_plan_make(struct tg_listen_plan *p, const struct tg_config *cf,
+                        const struct tg_config *prev, size_t num_workers, char *err, size_t errlen)
+{
+    p->num_listens = cf->num_listens;
+    p->num_workers = num_workers;
+    p->fds = tg_malloc((cf->num_listens * num_workers + 1) * sizeof(int));
+    for (size_t i = 0; i < cf->num_listens * num_workers; i++)
+        p->fds[i] = -1;
+    for (size_t i = 0; i < cf->num_listens; i++) {
+        const struct tg_addr *a = &cf->listens[i].addr;
+        bool kept = false;
+
+        for (size_t j = 0; prev != NULL && j < prev->num_listens && !kept; j++)
+            kept = tg__same_addr(a, &prev->listens[j].addr);
+        for (size_t k = 0; k < i && !kept; k++)
+            kept = tg__same_addr(a, &cf->listens[k].addr);
+        if (kept)
+            continue;
+        for (size_t w = 0; w < num_workers; w++) {
+            int fd;
+
+            if (tg_addr_is_unix(a) && w > 0) {
+                fd = dup(p->fds[i * num_workers]);
+                if (fd < 0)
+                    snprintf(err, errlen, "listen %s: %s", cf->listens[i].addr_text,
+                             strerror(errno));
+            } else {
+                fd = tg_listen_open(a, TG_BACKLOG, err, errlen);
+            }
+            if (fd < 0) {
+                tg_listen_plan_dispose(p);
+                return -1;
+            }
+            p->fds[i * num_workers + w] = fd;
+        }
+    }
+    return 0;
+}
+
+void tg_listen_plan_dispose(struct tg_listen_plan *p)
+{
+    for (size_t i = 0; p->fds != NULL && i < p->num_listens * p->num_workers; i++) {
+        if (p->fds[i] >= 0)
+            close(p->fds[i]);
+    }
+    free(p->fds);
+    p->fds = NULL;
+}
+
+/* Makes the worker's listeners those of cf: unchanged addresses keep their socket (and their
+ * accept queue, so no connection is refused during a reload), new ones take theirs from the
+ * plan, removed ones close. */
+static int tg__worker_listen(struct tg_worker *w, const struct tg_config *cf,
+                             struct tg_listen_plan *p)
+{
+    struct tg_listener **next = tg_calloc(cf->num_listens + 1, sizeof(*next));
+    int rc = 0;
+
+    for (size_t i = 0; i < cf->num_listens; i++) {
+        const struct tg_listen_conf *lc = &cf->listens[i];
+        struct tg_listener *l = NULL;
+
+        for (size_t j = 0; j < w->num_listeners && l == NULL; j++) {
+            if (w->listeners[j] != NULL && tg__same_addr(&w->listeners[j]->addr, &lc->addr)) {
+                l = w->listeners[j];
+                w->listeners[j] = NULL;
+            }
+        }
+        if (l == NULL) {
+            int *fd = &p->fds[i * p->num_workers + w->id];
+
+            l = tg_calloc(1, sizeof(*l));
+            l->worker = w;
+            l->addr = lc->addr;
+            l->is_unix = tg_addr_is_unix(&lc->addr);
+            l->watch.cb = tg__on_accept;
+            l->watch.fd = *fd;
+            *fd = -1;
+            if (l->watch.fd < 0 || tg_loop_add_listener(w->loop, &l->watch, l->is_unix) != 0) {
+                tg_log(TG_LOG_ERROR, "cannot watch listener %s", lc->addr_text);
+                rc = -1;
+            }
+        }
+        l->index = (uint32_t)i;
+        l->tls = lc->tls_cert != NULL;
+        next[i] = l;
+    }
+    for (size_t j = 0; j < w->num_listeners; j++) {
+        if (w->listeners[j] != NULL)
+            tg__listener_free(w, w->listeners[j]);
+    }
+    free(w->listeners);
+    w->listeners = next;
+    w->num_listeners = cf->num_listens;
+    return rc;
+}
+
+/* Once a second, so /healthz can tell a stuck loop from an idle one. */
+static void tg__worker_beat(struct tg_loop *loop, struct tg_timer *t)
+{
+    struct tg_worker *w = TG_CONTAINER_OF(t, struct tg_worker, beat_timer);
+
+    __atomic_store_n(&w->beat, (int64_t)tg_loop_now(loop), __ATOMIC_RELAXED);
+    tg_timer_arm(loop, t, 1000, tg__worker_beat);
+}
+
+int tg_worker_init(struct tg_worker *w, uint32_t id, struct tg_runtime *rt,
+                   struct tg_listen_plan *plan, char *err, size_t errlen)
+{
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->rt = tg_runtime_take(rt);
     w->loop = tg_loop_new();
     tg_loop_on_batch_end(w->loop, tg__worker_recycle, w);
     w->bufs.max_free = 256; /* at most 4 MiB of idle buffers kept per worker */
-    tg_pool_init(&w->pool, rt->up.num_nodes);
+    tg_metrics_init(&w->metrics);
     if (getrandom(&w->rid_seed, sizeof(w->rid_seed), 0) != sizeof(w->rid_seed))
         w->rid_seed = (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull + id;
-    w->listeners = tg_calloc(cf->num_listens, sizeof(*w->listeners));
-    for (size_t i = 0; i < cf->num_listens; i++) {
-        struct tg_listener *l = &w->listeners[i];
-        bool is_unix = tg_addr_is_unix(&cf->listens[i].addr);
-
-        l->worker = w;
-        l->index = (uint32_t)i;
-        l->tls = cf->listens[i].tls_cert != NULL;
-        l->is_unix = is_unix;
-        l->watch.cb = tg__on_accept;
-        l->watch.fd = is_unix ? dup(shared_fds[i])
-                              : tg_listen_open(&cf->listens[i].addr, TG_BACKLOG, err, errlen);
-        if (l->watch.fd < 0)
-            return -1;
-        w->num_listeners++;
-        if (tg_loop_add_listener(w->loop, &l->watch, is_unix) != 0) {
-            snprintf(err, errlen, "cannot watch listener %s", cf->listens[i].addr_text);
-            return -1;
-        }
+    if (getrandom(w->trace_state, sizeof(w->trace_state), 0) != sizeof(w->trace_state)) {
+        for (int i = 0; i < 4; i++)
+            w->trace_state[i] = w->rid_seed * (uint64_t)(i + 3) + id;
     }
+    w->sample_state = w->rid_seed ^ 0x5851f42d4c957f2dull;
+    if (tg__worker_listen(w, rt->cf, plan) != 0) {
+        snprintf(err, errlen, "cannot watch the listeners");
+        return -1;
+    }
+    tg__worker_beat(w->loop, &w->beat_timer);
     return 0;
+}
+
+/* A transaction of this worker ends: the snapshot it ran on may be released now. */
+void tg_worker_runtime_done(struct tg_worker *w, struct tg_runtime *rt)
+{
+    if (--rt->users[w->id].n == 0 && rt != w->rt)
+        tg_runtime_drop(rt);
+}
+
+struct tg_switch_msg {
+    struct tg_switch *sw;
+    struct tg_worker *w;
+};
+
+struct tg_switch {
+    struct tg_runtime *rt;
+    struct tg_runtime *old;
+    struct tg_listen_plan plan;
+    atomic_size_t pending;
+    struct tg_switch_msg msgs[];
+};
+
+/* On the worker: new requests use the new snapshot; requests in flight finish on theirs. */
+static void tg__worker_switch(struct tg_loop *loop, void *arg)
+{
+    struct tg_switch_msg *m = arg;
+    struct tg_switch *sw = m->sw;
+    struct tg_worker *w = m->w;
+    struct tg_runtime *old = w->rt;
+
+    if (!w->draining)
+        tg__worker_listen(w, sw->rt->cf, &sw->plan);
+    w->rt = sw->rt; /* the reference taken for this worker by tg_worker_switch_all */
+    for (size_t i = 0; i < old->up.num_nodes; i++) {
+        struct tg_node *n = old->up.nodes[i];
+
+        if (atomic_load(&n->retired))
+            tg_pool_close(w, n);
+    }
+    if (old->users[w->id].n == 0)
+        tg_runtime_drop(old);
+    if (atomic_fetch_sub(&sw->pending, 1) == 1) {
+        tg_listen_plan_dispose(&sw->plan);
+        free(sw);
+    }
+}
+
+void tg_worker_switch_all(struct tg_runtime *rt, struct tg_runtime *old,
+                          struct tg_listen_plan *plan)
+{
+    size_t n = tg_instance.num_workers;
+    struct tg_switch *sw = tg_calloc(1, sizeof(*sw) + n * sizeof(sw->msgs[0]));
+
+    sw->rt = rt;
+    sw->old = old;
+    sw->plan = *plan;
+    plan->fds = NULL;
+    atomic_init(&sw->pending, n);
+    for (size_t i = 0; i < old->up.num_nodes; i++) {
+        if (!tg_upstreams_has(&rt->up, old->up.nodes[i]))
+            atomic_store(&old->up.nodes[i]->retired, true);
+    }
+    for (size_t i = 0; i < n; i++) {
+        sw->msgs[i] = (struct tg_switch_msg){sw, &tg_instance.workers[i]};
+        tg_runtime_take(rt);
+        tg_loop_post(tg_instance.workers[i].loop, tg__worker_switch, &sw->msgs[i]);
+    }
 }
 
 static void *tg__worker_main(void *arg)
@@ -144,13 +313,9 @@ int tg_worker_start(struct tg_worker *w)
 
 static void tg__worker_close_listeners(struct tg_worker *w)
 {
-    for (size_t i = 0; i < w->num_listeners; i++) {
-        if (w->listeners[i].watch.fd >= 0) {
-            tg_loop_del(w->loop, &w->listeners[i].watch);
-            close(w->listeners[i].watch.fd);
-            w->listeners[i].watch.fd = -1;
-        }
-    }
+    for (size_t i = 0; i < w->num_listeners; i++)
+        tg__listener_free(w, w->listeners[i]);
+    w->num_listeners = 0;
 }
 
 static void tg__control_worker_drained(struct tg_loop *loop, void *arg)
@@ -213,7 +378,9 @@ void tg_worker_dispose(struct tg_worker *w)
     tg__worker_close_listeners(w);
     while (w->conns != NULL)
         tg_conn_abort(w->conns);
-    tg_pool_dispose(&w->pool);
+    for (size_t i = 0; i < w->rt->up.num_nodes; i++)
+        tg_pool_close(w, w->rt->up.nodes[i]);
+    tg_timer_disarm(&w->beat_timer);
     tg__worker_recycle(w->loop, w);
     while ((c = w->free_conns) != NULL) {
         w->free_conns = c->next_free;
@@ -228,6 +395,7 @@ void tg_worker_dispose(struct tg_worker *w)
         free(u);
     }
     tg_buf_pool_dispose(&w->bufs);
+    tg_metrics_dispose(&w->metrics);
     free(w->listeners);
     tg_loop_free(w->loop);
     tg_runtime_drop(w->rt);

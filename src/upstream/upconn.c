@@ -35,16 +35,16 @@ static void tg__upconn_free(struct tg_upconn *u)
 
 static void tg__pool_unlink(struct tg_worker *w, struct tg_upconn *u)
 {
-    struct tg_pool_list *l = &w->pool.nodes[u->node->id];
+    struct tg_node_worker *nw = &u->node->w[w->id];
 
     if (u->pool_prev != NULL)
         u->pool_prev->pool_next = u->pool_next;
     else
-        l->head = u->pool_next;
+        nw->idle = u->pool_next;
     if (u->pool_next != NULL)
         u->pool_next->pool_prev = u->pool_prev;
     u->pool_next = u->pool_prev = NULL;
-    l->count--;
+    nw->idle_count--;
 }
 
 void tg_upconn_close(struct tg_upconn *u)
@@ -206,7 +206,7 @@ static int tg__upconn_open(struct tg_worker *w, struct tg_node *n, struct tg_upc
         return err;
     }
     if (n->conf->scheme == TG_SCHEME_HTTPS) {
-        u->sock.ssl = tg_tls_connect_new(n->svc->tls, fd, n->conf->host, n->conf->port);
+        u->sock.ssl = tg_tls_connect_new(n->tls, fd, n->conf->host, n->conf->port);
         if (u->sock.ssl == NULL) {
             close(fd);
             u->sock.watch.fd = -1;
@@ -225,8 +225,7 @@ static int tg__upconn_open(struct tg_worker *w, struct tg_node *n, struct tg_upc
 
 struct tg_upconn *tg_upconn_get(struct tg_worker *w, struct tg_node *n, int *err)
 {
-    struct tg_pool_list *l = &w->pool.nodes[n->id];
-    struct tg_upconn *u = l->head;
+    struct tg_upconn *u = n->w[w->id].idle;
     int rc;
 
     if (u != NULL) {
@@ -255,18 +254,20 @@ struct tg_upconn *tg_upconn_get(struct tg_worker *w, struct tg_node *n, int *err
         w->free_upconns = u;
         return NULL;
     }
-    tg_upconn_arm(u, n->svc->conf->connect_timeout);
+    tg_upconn_arm(u, n->connect_timeout);
     return u;
 }
 
 void tg_upconn_release(struct tg_upconn *u, bool reusable)
 {
     struct tg_worker *w = u->worker;
-    struct tg_pool_list *l = &w->pool.nodes[u->node->id];
+    struct tg_node *n = u->node;
+    struct tg_node_worker *nw = &n->w[w->id];
 
     u->txn = NULL;
     u->requests++;
-    if (!reusable || w->draining || l->count >= u->node->svc->conf->pool_max_idle || u->sock.eof) {
+    if (!reusable || w->draining || nw->idle_count >= n->pool_max_idle || u->sock.eof ||
+        atomic_load_explicit(&n->retired, memory_order_relaxed)) {
         tg_upconn_close(u);
         return;
     }
@@ -275,32 +276,16 @@ void tg_upconn_release(struct tg_upconn *u, bool reusable)
     u->state = TG_UP_IDLE;
     u->reused = false;
     u->pool_prev = NULL;
-    u->pool_next = l->head;
-    if (l->head != NULL)
-        l->head->pool_prev = u;
-    l->head = u;
-    l->count++;
-    tg_upconn_arm(u, u->node->svc->conf->pool_idle_timeout);
+    u->pool_next = nw->idle;
+    if (nw->idle != NULL)
+        nw->idle->pool_prev = u;
+    nw->idle = u;
+    nw->idle_count++;
+    tg_upconn_arm(u, n->pool_idle_timeout);
 }
 
-void tg_pool_init(struct tg_pool *p, size_t num_nodes)
+void tg_pool_close(struct tg_worker *w, struct tg_node *n)
 {
-    p->nodes = tg_calloc(num_nodes ? num_nodes : 1, sizeof(*p->nodes));
-    p->num_nodes = num_nodes;
-}
-
-void tg_pool_dispose(struct tg_pool *p)
-{
-    for (size_t i = 0; i < p->num_nodes; i++) {
-        struct tg_upconn *u, *next;
-
-        for (u = p->nodes[i].head; u != NULL; u = next) {
-            next = u->pool_next;
-            tg_timer_disarm(&u->timer);
-            tg_sock_close(&u->sock);
-            free(u);
-        }
-    }
-    free(p->nodes);
-    p->nodes = NULL;
+    while (n->w[w->id].idle != NULL)
+        tg_upconn_close(n->w[w->id].idle);
 }

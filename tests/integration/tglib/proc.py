@@ -102,7 +102,8 @@ def service(*urls, connect="1s", response="5s", **extra):
 
 
 class Tollgate:
-    """A `tollgate run` process with its own config file and stderr log in tmpdir."""
+    """A `tollgate run` process with its own config file in tmpdir, its stderr (diagnostic JSON
+    log) in NAME.stderr and its stdout (the access log) in NAME.stdout."""
 
     def __init__(self, tmpdir, config, env=None, name="tollgate"):
         self.tmpdir = str(tmpdir)
@@ -113,6 +114,8 @@ class Tollgate:
         self.rc = None
         self.config_path = os.path.join(self.tmpdir, f"{name}.yaml")
         self.log_path = os.path.join(self.tmpdir, f"{name}.stderr")
+        self.out_path = os.path.join(self.tmpdir, f"{name}.stdout")
+        self.stdout_target = None  # a file object or fd to use for stdout instead of out_path
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -158,8 +161,10 @@ class Tollgate:
         if self.env:
             e.update(self.env)
         self._log = open(self.log_path, "wb")
+        self._out = open(self.out_path, "wb") if self.stdout_target is None else None
+        out = self._out if self._out is not None else self.stdout_target
         self.proc = subprocess.Popen([BIN, "run", "-c", self.config_path], stdin=subprocess.DEVNULL,
-                                     stdout=self._log, stderr=subprocess.STDOUT, env=e)
+                                     stdout=out, stderr=self._log, env=e)
         if wait:
             self.wait_ready(timeout)
         return self
@@ -203,6 +208,8 @@ class Tollgate:
                 self.proc.wait(5)
         self.rc = self.proc.returncode
         self._log.close()
+        if self._out is not None:
+            self._out.close()
         return self.rc
 
     def stderr(self):
@@ -211,6 +218,26 @@ class Tollgate:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def access_log(self):
+        """The access-log lines written so far, parsed (one JSON object per line)."""
+        try:
+            with open(self.out_path, "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def log_lines(self):
+        """The diagnostic log (stderr) as parsed JSON objects; lines that are not JSON (sanitizer
+        reports, configuration errors printed before start) are skipped."""
+        out = []
+        for line in self.stderr().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
 
     def sanitizer_report(self):
         text = self.stderr()

@@ -1,0 +1,328 @@
+/*
+ * Prometheus text exposition (format 0.0.4) of the instance: request and upstream series from the
+ * per-worker metrics, connection and limit counters, the DNS cache, the log writer, reloads and
+ * the standard process metrics.
+ */
+#include "obs/prometheus.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "core/sbuf.h"
+#include "net/dns.h"
+#include "obs/accesslog.h"
+#include "obs/metrics.h"
+#include "proxy/proxy.h"
+
+/* Sums one tg_worker_stats field over every worker (relaxed reads of single-writer fields). */
+#define TG_SUM(field)                                                                              \
+    ({                                                                                             \
+        uint64_t s_ = 0;                                                                           \
+        for (size_t i_ = 0; i_ < tg_instance.num_workers; i_++)                                    \
+            s_ += __atomic_load_n(&tg_instance.workers[i_].stats.field, __ATOMIC_RELAXED);         \
+        s_;                                                                                        \
+    })
+
+static void tg__family(struct tg_sbuf *out, const char *name, const char *type, const char *help)
+{
+    tg_sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void tg__scalar(struct tg_sbuf *out, const char *name, const char *type, const char *help,
+                       double v)
+{
+    tg__family(out, name, type, help);
+    if (v == (double)(uint64_t)v)
+        tg_sbuf_printf(out, "%s %.0f\n", name, v);
+    else
+        tg_sbuf_printf(out, "%s %.6f\n", name, v);
+}
+
+/* A label value, escaped as the format requires (backslash, quote, newline). */
+static void tg__label(struct tg_sbuf *out, const char *name, const char *value, bool first)
+{
+    tg_sbuf_printf(out, "%s%s=\"", first ? "" : ",", name);
+    for (const char *p = value; *p != '\0'; p++) {
+        if (*p == '\\' || *p == '"')
+            tg_sbuf_add(out, "\\", 1);
+        if (*p == '\n')
+            tg_sbuf_add(out, "\\n", 2);
+        else
+            tg_sbuf_add(out, p, 1);
+    }
+    tg_sbuf_add(out, "\"", 1);
+}
+
+/* One histogram series: buckets are stored per bucket and exposed cumulative. labels is the
+ * already formatted label list without braces ("" for none). */
+static void tg__histogram(struct tg_sbuf *out, const char *name, const char *labels,
+                          const uint64_t *bucket, const uint64_t *bounds, size_t nb, double scale,
+                          double sum)
+{
+    uint64_t acc = 0;
+    const char *sep = labels[0] ? "," : "";
+
+    for (size_t i = 0; i < nb; i++) {
+        acc += bucket[i];
+        tg_sbuf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+                       (double)bounds[i] * scale, (unsigned long long)acc);
+    }
+    acc += bucket[nb];
+    tg_sbuf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,
+                   (unsigned long long)acc);
+    tg_sbuf_printf(out, "%s_sum%s%s%s %.6f\n", name, labels[0] ? "{" : "", labels,
+                   labels[0] ? "}" : "", sum);
+    tg_sbuf_printf(out, "%s_count%s%s%s %llu\n", name, labels[0] ? "{" : "", labels,
+                   labels[0] ? "}" : "", (unsigned long long)acc);
+}
+
+static void tg__requests(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
+{
+    struct tg_series *s;
+    size_t cnt = tg_metrics_collect(ms, n, false, &s);
+
+    tg__family(out, "http_requests_total", "counter",
+               "Client requests by route, method and status (499: the client left first).");
+    for (size_t i = 0; i < cnt; i++) {
+        uint64_t k = s[i].key - 1;
+        unsigned method = (unsigned)(k >> 16) & 0xff;
+        char status[8];
+
+        snprintf(status, sizeof(status), "%u", (unsigned)(k & 0xffff));
+        tg_sbuf_add(out, "http_requests_total{", 20);
+        tg__label(out, "route", tg_label_name(TG_LABEL_ROUTE, (uint32_t)(k >> 24)), true);
+        tg__label(out, "method", method < TG_METHOD__COUNT ? tg_http_method_names[method] : "OTHER",
+                  false);
+        tg__label(out, "status", status, false);
+        tg_sbuf_printf(out, "} %llu\n", (unsigned long long)s[i].count);
+    }
+    free(s);
+}
+
+static void tg__route_histograms(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
+{
+    static const struct {
+        const char *name, *help;
+    } fams[3] = {
+        {"http_request_duration_seconds", "Time from the request head to the end of the response."},
+        {"http_request_size_bytes", "Request bytes received (head and body)."},
+        {"http_response_size_bytes", "Response bytes sent (head and body)."},
+    };
+    uint32_t routes = tg_label_count(TG_LABEL_ROUTE);
+
+    for (int f = 0; f < 3; f++) {
+        tg__family(out, fams[f].name, "histogram", fams[f].help);
+        for (uint32_t r = 0; r < TG_LABELS_MAX; r++) {
+            struct tg_route_hists sum = {0};
+            struct tg_sbuf labels = {0};
+            bool seen = false;
+
+            if (r >= routes && r != TG_LABEL_OTHER)
+                continue;
+            for (size_t w = 0; w < n; w++) {
+                const struct tg_route_hists *h =
+                    __atomic_load_n(&ms[w]->routes[r], __ATOMIC_ACQUIRE);
+
+                if (h == NULL)
+                    continue;
+                seen = true;
+                tg_hist_dur_add(&sum.duration, &h->duration);
+                tg_hist_size_add(&sum.request_size, &h->request_size);
+                tg_hist_size_add(&sum.response_size, &h->response_size);
+            }
+            if (!seen)
+                continue;
+            tg__label(&labels, "route", tg_label_name(TG_LABEL_ROUTE, r), true);
+            if (f == 0)
+                tg__histogram(out, fams[f].name, labels.base, sum.duration.bucket, tg_dur_bounds_us,
+                              TG_DUR_BUCKETS, 1e-6, (double)sum.duration.sum_us / 1e6);
+            else if (f == 1)
+                tg__histogram(out, fams[f].name, labels.base, sum.request_size.bucket,
+                              tg_size_bounds, TG_SIZE_BUCKETS, 1, (double)sum.request_size.sum);
+            else
+                tg__histogram(out, fams[f].name, labels.base, sum.response_size.bucket,
+                              tg_size_bounds, TG_SIZE_BUCKETS, 1, (double)sum.response_size.sum);
+            tg_sbuf_dispose(&labels);
+        }
+    }
+}
+
+static void tg__upstream(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
+{
+    struct tg_series *s;
+    size_t cnt = tg_metrics_collect(ms, n, true, &s);
+    uint32_t services = tg_label_count(TG_LABEL_SERVICE);
+
+    tg__family(out, "tollgate_upstream_requests_total", "counter",
+               "Exchanges with nodes by service, node and status (\"error\": no response).");
+    for (size_t i = 0; i < cnt; i++) {
+        uint64_t k = s[i].key - 1;
+        uint32_t node = (uint32_t)(k >> 16);
+        char status[8];
+
+        if ((k & 0xffff) == 0)
+            snprintf(status, sizeof(status), "error");
+        else
+            snprintf(status, sizeof(status), "%u", (unsigned)(k & 0xffff));
+        tg_sbuf_add(out, "tollgate_upstream_requests_total{", 33);
+        tg__label(out, "service",
+                  tg_label_name(TG_LABEL_SERVICE, tg_label_parent(TG_LABEL_NODE, node)), true);
+        tg__label(out, "node", tg_label_name(TG_LABEL_NODE, node), false);
+        tg__label(out, "status", status, false);
+        tg_sbuf_printf(out, "} %llu\n", (unsigned long long)s[i].count);
+    }
+    free(s);
+
+    tg__family(out, "tollgate_upstream_duration_seconds", "histogram",
+               "Time from sending a request to a node to the end of its response.");
+    for (uint32_t v = 0; v < TG_LABELS_MAX; v++) {
+        struct tg_hist_dur sum = {0};
+        struct tg_sbuf labels = {0};
+        bool seen = false;
+
+        if (v >= services && v != TG_LABEL_OTHER)
+            continue;
+        for (size_t w = 0; w < n; w++) {
+            const struct tg_hist_dur *h = __atomic_load_n(&ms[w]->services[v], __ATOMIC_ACQUIRE);
+
+            if (h != NULL) {
+                seen = true;
+                tg_hist_dur_add(&sum, h);
+            }
+        }
+        if (!seen)
+            continue;
+        tg__label(&labels, "service", tg_label_name(TG_LABEL_SERVICE, v), true);
+        tg__histogram(out, "tollgate_upstream_duration_seconds", labels.base, sum.bucket,
+                      tg_dur_bounds_us, TG_DUR_BUCKETS, 1e-6, (double)sum.sum_us / 1e6);
+        tg_sbuf_dispose(&labels);
+    }
+
+    tg__family(out, "tollgate_upstream_pool_idle", "gauge",
+               "Idle keep-alive connections pooled per node, all workers.");
+    for (size_t i = 0; i < tg_instance.rt->up.num_nodes; i++) {
+        const struct tg_node *node = tg_instance.rt->up.nodes[i];
+        uint64_t idle = 0;
+
+        for (size_t w = 0; w < node->num_workers; w++)
+            idle += __atomic_load_n(&node->w[w].idle_count, __ATOMIC_RELAXED);
+        tg_sbuf_add(out, "tollgate_upstream_pool_idle{", 28);
+        tg__label(out, "service", node->service, true);
+        tg__label(out, "node", tg_label_name(TG_LABEL_NODE, node->label), false);
+        tg_sbuf_printf(out, "} %llu\n", (unsigned long long)idle);
+    }
+}
+
+static void tg__limits(struct tg_sbuf *out)
+{
+    static const char *reasons[] = {"max_connections", "max_request_line", "max_header_bytes",
+                                    "max_body",        "timeout",          "bad_request"};
+    uint64_t v[6] = {TG_SUM(rejected_too_many_connections),
+                     TG_SUM(rejected_uri_too_long),
+                     TG_SUM(rejected_header_too_large),
+                     TG_SUM(rejected_body_too_large),
+                     TG_SUM(rejected_timeout),
+                     TG_SUM(rejected_bad_request)};
+
+    tg__family(out, "tollgate_rejected_requests_total", "counter",
+               "Requests and connections refused by a limit.");
+    for (size_t i = 0; i < TG_ARRAY_SIZE(reasons); i++)
+        tg_sbuf_printf(out, "tollgate_rejected_requests_total{reason=\"%s\"} %llu\n", reasons[i],
+                       (unsigned long long)v[i]);
+}
+
+static void tg__process(struct tg_sbuf *out)
+{
+    struct rusage ru;
+    struct rlimit rl;
+    long page = sysconf(_SC_PAGESIZE), rss = 0, fds = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+
+    if (f != NULL) {
+        long size;
+
+        if (fscanf(f, "%ld %ld", &size, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    while (d != NULL && (de = readdir(d)) != NULL)
+        fds += de->d_name[0] != '.';
+    if (d != NULL) {
+        closedir(d);
+        fds--; /* the directory's own descriptor */
+    }
+    getrusage(RUSAGE_SELF, &ru);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    tg__scalar(out, "process_cpu_seconds_total", "counter", "User and system CPU time spent.",
+               (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                   (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    tg__scalar(out, "process_resident_memory_bytes", "gauge", "Resident memory size.",
+               (double)rss * (double)page);
+    tg__scalar(out, "process_open_fds", "gauge", "Open file descriptors.", (double)fds);
+    tg__scalar(out, "process_max_fds", "gauge", "Limit of open file descriptors.",
+               (double)rl.rlim_cur);
+    tg__scalar(out, "process_start_time_seconds", "gauge",
+               "Start time of the process since the epoch.",
+               (double)tg_instance.started_at / 1000.0);
+}
+
+void tg_prometheus_render(struct tg_sbuf *out)
+{
+    size_t n = tg_instance.num_workers;
+    struct tg_metrics **ms = tg_calloc(n + 1, sizeof(*ms));
+    uint64_t overflow = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        ms[i] = &tg_instance.workers[i].metrics;
+        overflow += __atomic_load_n(&ms[i]->series_overflow, __ATOMIC_RELAXED);
+    }
+    tg__requests(out, ms, n);
+    tg__route_histograms(out, ms, n);
+    tg__scalar(out, "tollgate_active_connections", "gauge", "Client connections open now.",
+               (double)atomic_load(&tg_instance.connections));
+    tg__scalar(out, "tollgate_connections_total", "counter", "Client connections accepted.",
+               (double)TG_SUM(connections_total));
+    tg__limits(out);
+    tg__upstream(out, ms, n);
+    tg__scalar(out, "tollgate_upstream_connect_errors_total", "counter",
+               "Failed or timed-out connects to nodes, and resets before a response.",
+               (double)TG_SUM(upstream_connect_errors));
+    tg__scalar(out, "tollgate_upstream_timeouts_total", "counter",
+               "Responses that did not come within timeouts.response.",
+               (double)TG_SUM(upstream_timeouts));
+    tg__scalar(out, "tollgate_upstream_bad_responses_total", "counter",
+               "Malformed upstream responses (answered 502).",
+               (double)TG_SUM(upstream_bad_responses));
+    tg__scalar(out, "tollgate_upstream_connections_opened_total", "counter",
+               "New connections to nodes.", (double)TG_SUM(upstream_connections_opened));
+    tg__scalar(out, "tollgate_upstream_connections_reused_total", "counter",
+               "Requests sent on a pooled connection.", (double)TG_SUM(upstream_reused));
+    tg__family(out, "tollgate_dns_refresh_total", "counter",
+               "Resolutions of node names by result (a failure keeps the last good answer).");
+    tg_sbuf_printf(out, "tollgate_dns_refresh_total{result=\"ok\"} %llu\n",
+                   (unsigned long long)(tg_instance.dns ? tg_dns_refresh_ok(tg_instance.dns) : 0));
+    tg_sbuf_printf(
+        out, "tollgate_dns_refresh_total{result=\"error\"} %llu\n",
+        (unsigned long long)(tg_instance.dns ? tg_dns_refresh_fail(tg_instance.dns) : 0));
+    tg__scalar(out, "tollgate_log_lines_dropped_total", "counter",
+               "Log lines dropped because the log writer could not keep up.",
+               (double)tg_logwriter_dropped_total());
+    tg__family(out, "tollgate_config_reloads_total", "counter", "Configuration reloads by result.");
+    tg_sbuf_printf(out,
+                   "tollgate_config_reloads_total{result=\"success\"} %llu\n"
+                   "tollgate_config_reloads_total{result=\"failure\"} %llu\n",
+                   (unsigned long long)tg_instance.reloads_ok,
+                   (unsigned long long)tg_instance.reloads_failed);
+    tg__scalar(out, "tollgate_metrics_series_overflow_total", "counter",
+               "Increments lost because a worker's series table was full.", (double)overflow);
+    tg__family(out, "tollgate_build_info", "gauge", "Version of the running binary.");
+    tg_sbuf_printf(out, "tollgate_build_info{version=\"%s\"} 1\n", TG_VERSION);
+    tg__process(out);
+    free(ms);
+}
