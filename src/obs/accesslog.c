@@ -371,15 +371,6 @@ static void tg__writev_all(int dest, int fd, struct iovec *iov, size_t n)
     atomic_store_explicit(&tg__lw.busy, -1, memory_order_seq_cst);
 }
 
-static void tg__drain_diag(void)
-{
-    struct tg_str d = tg__log_queue_swap();
-    struct iovec v = {(void *)d.base, d.len};
-
-    if (d.len > 0)
-        tg__writev_all(TG__ERR, 2, &v, 1);
-}
-
 /* One writev() for every ring's pending bytes; space is released once they are out. */
 static void tg__drain_rings(void)
 {
@@ -418,8 +409,8 @@ static void *tg__logwriter_main(void *arg)
         bool stopping = atomic_load_explicit(&tg__lw.stop, memory_order_acquire);
         struct pollfd p = {.fd = tg__lw.efd, .events = POLLIN};
 
-        /* Diagnostics first: a stdout nobody reads blocks the ring writes, not them. */
-        tg__drain_diag();
+        /* Diagnostic lines have their own thread (log.c): a stdout nobody reads blocks only
+         * the ring writes. */
         tg__drain_rings();
         if (stopping)
             break;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,22 +12,28 @@
 
 #include "core/core.h"
 #include "core/json.h"
+#include "obs/accesslog.h"
 
 static atomic_int tg__log_level = TG_LOG_INFO;
 static atomic_uint_fast64_t tg__log_drops;
 
 /*
- * The queue used while the writer runs. Diagnostic lines are rare, so a mutex is fine; the
- * writer never holds it while it writes.
+ * The queue used while the log writers run. Diagnostic lines are rare, so a mutex is fine. They
+ * have a thread of their own (not the access-log writer's), so a stdout that nobody reads never
+ * holds back stderr; it never holds the lock while it writes.
  */
 static struct {
     pthread_mutex_t lock;
-    bool active;   /* lines go here rather than to fd 2 */
-    int wake_fd;   /* eventfd of the writer */
-    unsigned fill; /* which of buf[] producers append to */
-    size_t len;    /* bytes queued in buf[fill] */
+    pthread_cond_t ready;
+    pthread_t thread;
+    bool active;  /* lines go here rather than to fd 2 */
+    bool running; /* the thread was started */
+    bool stop;
+    atomic_bool abandon; /* stop gave up waiting for a blocked stderr */
+    unsigned fill;       /* which of buf[] producers append to */
+    size_t len;          /* bytes queued in buf[fill] */
     char buf[2][TG_LOG_QUEUE_BYTES];
-} tg__logq = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake_fd = -1};
+} tg__logq = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
 
 static const char *const tg__log_names[] = {"debug", "info", "warn", "error"};
 
@@ -43,35 +50,6 @@ bool tg_log_enabled(int level)
 uint64_t tg_log_dropped(void)
 {
     return atomic_load_explicit(&tg__log_drops, memory_order_relaxed);
-}
-
-void tg__log_queue_open(int wake_fd)
-{
-    pthread_mutex_lock(&tg__logq.lock);
-    tg__logq.active = true;
-    tg__logq.wake_fd = wake_fd;
-    pthread_mutex_unlock(&tg__logq.lock);
-}
-
-void tg__log_queue_close(void)
-{
-    pthread_mutex_lock(&tg__logq.lock);
-    tg__logq.active = false;
-    tg__logq.wake_fd = -1;
-    pthread_mutex_unlock(&tg__logq.lock);
-}
-
-struct tg_str tg__log_queue_swap(void)
-{
-    struct tg_str s;
-
-    pthread_mutex_lock(&tg__logq.lock);
-    s.base = tg__logq.buf[tg__logq.fill];
-    s.len = tg__logq.len;
-    tg__logq.fill ^= 1;
-    tg__logq.len = 0;
-    pthread_mutex_unlock(&tg__logq.lock);
-    return s;
 }
 
 /* Writes a whole line to fd 2 from the calling thread; errors are ignored, as stderr is the
@@ -91,11 +69,110 @@ static void tg__log_write_direct(const char *p, size_t len)
     }
 }
 
+static void *tg__log_thread(void *arg)
+{
+    sigset_t set;
+
+    sigfillset(&set);
+    sigdelset(&set, TG_LOGWRITER_SIGNAL); /* the stop's kick interrupts a blocked write */
+    pthread_sigmask(SIG_SETMASK, &set, NULL);
+    pthread_mutex_lock(&tg__logq.lock);
+    for (;;) {
+        const char *p;
+        size_t len;
+
+        while (tg__logq.len == 0 && !tg__logq.stop)
+            pthread_cond_wait(&tg__logq.ready, &tg__logq.lock);
+        if (tg__logq.len == 0)
+            break;
+        p = tg__logq.buf[tg__logq.fill];
+        len = tg__logq.len;
+        tg__logq.fill ^= 1;
+        tg__logq.len = 0;
+        pthread_mutex_unlock(&tg__logq.lock);
+        while (len > 0) {
+            ssize_t n = write(2, p, len);
+
+            if (n < 0 && errno == EINTR && !atomic_load(&tg__logq.abandon))
+                continue;
+            if (n <= 0) { /* abandoned at stop, or stderr is broken: count what is left */
+                for (size_t i = 0; i < len; i++)
+                    if (p[i] == '\n')
+                        atomic_fetch_add_explicit(&tg__log_drops, 1, memory_order_relaxed);
+                break;
+            }
+            p += n;
+            len -= (size_t)n;
+        }
+        pthread_mutex_lock(&tg__logq.lock);
+    }
+    pthread_mutex_unlock(&tg__logq.lock);
+    return NULL;
+}
+
+void tg__log_queue_open(int wake_fd)
+{
+    (void)wake_fd;
+    pthread_mutex_lock(&tg__logq.lock);
+    if (!tg__logq.running) {
+        tg__logq.stop = false;
+        atomic_store(&tg__logq.abandon, false);
+        tg__logq.running = pthread_create(&tg__logq.thread, NULL, tg__log_thread, NULL) == 0;
+        if (tg__logq.running)
+            pthread_setname_np(tg__logq.thread, "tg-log-err");
+    }
+    tg__logq.active = tg__logq.running;
+    pthread_mutex_unlock(&tg__logq.lock);
+}
+
+void tg__log_queue_close(void)
+{
+    struct timespec deadline;
+    bool running;
+
+    pthread_mutex_lock(&tg__logq.lock);
+    tg__logq.active = false;
+    tg__logq.stop = true;
+    running = tg__logq.running;
+    tg__logq.running = false;
+    pthread_cond_signal(&tg__logq.ready);
+    pthread_mutex_unlock(&tg__logq.lock);
+    if (!running)
+        return;
+    /* the last queued lines are written first; a stderr nobody reads gets one second */
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 1;
+    if (pthread_timedjoin_np(tg__logq.thread, NULL, &deadline) != 0) {
+        /* blocked on stderr: interrupt the write (TG_LOGWRITER_SIGNAL has a no-op handler
+         * without SA_RESTART) until the thread notices, counting the lines it drops */
+        atomic_store(&tg__logq.abandon, true);
+        do {
+            pthread_kill(tg__logq.thread, TG_LOGWRITER_SIGNAL);
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            deadline.tv_nsec += 50 * 1000000L;
+            if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+            }
+        } while (pthread_timedjoin_np(tg__logq.thread, NULL, &deadline) != 0);
+    }
+}
+
+struct tg_str tg__log_queue_swap(void)
+{
+    struct tg_str s;
+
+    pthread_mutex_lock(&tg__logq.lock);
+    s.base = tg__logq.buf[tg__logq.fill];
+    s.len = tg__logq.len;
+    tg__logq.fill ^= 1;
+    tg__logq.len = 0;
+    pthread_mutex_unlock(&tg__logq.lock);
+    return s;
+}
+
 static void tg__log_emit(const char *line, size_t len)
 {
-    bool wake = false;
-    int wake_fd = -1;
-
     pthread_mutex_lock(&tg__logq.lock);
     if (!tg__logq.active) {
         pthread_mutex_unlock(&tg__logq.lock);
@@ -104,20 +181,13 @@ static void tg__log_emit(const char *line, size_t len)
     }
     if (len <= TG_LOG_QUEUE_BYTES - tg__logq.len) {
         memcpy(tg__logq.buf[tg__logq.fill] + tg__logq.len, line, len);
-        wake = tg__logq.len == 0;
+        if (tg__logq.len == 0)
+            pthread_cond_signal(&tg__logq.ready);
         tg__logq.len += len;
-        wake_fd = tg__logq.wake_fd;
     } else {
         atomic_fetch_add_explicit(&tg__log_drops, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&tg__logq.lock);
-    /* One wake per batch: the writer takes everything queued when it runs. */
-    if (wake && wake_fd >= 0) {
-        uint64_t one = 1;
-        ssize_t n = write(wake_fd, &one, sizeof one);
-
-        (void)n; /* EAGAIN means a wake is already pending */
-    }
 }
 
 static void tg__log_vline(int level, const char *fields, const char *fmt, va_list ap)

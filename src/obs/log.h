@@ -48,10 +48,10 @@ uint64_t tg_log_dropped(void);
 /*
  * For the log writer (obs/accesslog.c) only.
  *
- * tg__log_queue_open() sends lines to the queue from now on; the writer is woken through
- * wake_fd (an eventfd) when the queue goes from empty to non-empty.
- * tg__log_queue_close() sends lines straight to fd 2 again; lines already queued stay there for
- * the writer's last tg__log_queue_swap().
+ * tg__log_queue_open() sends lines to the queue from now on; a thread of their own (tg-log-err)
+ * writes them to fd 2, so a blocked stdout never holds back stderr (wake_fd is unused).
+ * tg__log_queue_close() sends lines straight to fd 2 again after that thread wrote what was
+ * queued (a stderr blocked for more than a second is given up on; its lines count as dropped).
  * tg__log_queue_swap() hands the queued bytes to the single consumer, which must be done with
  * them before it calls tg__log_queue_swap() again (the queue double-buffers).
  */

@@ -68,8 +68,12 @@ static void tg__histogram(struct tg_sbuf *out, const char *name, const char *lab
 
     for (size_t i = 0; i < nb; i++) {
         acc += bucket[i];
-        tg_sbuf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
-                       (double)bounds[i] * scale, (unsigned long long)acc);
+        if (scale == 1) /* byte bounds: exact integers (%g would round 1048576) */
+            tg_sbuf_printf(out, "%s_bucket{%s%sle=\"%llu\"} %llu\n", name, labels, sep,
+                           (unsigned long long)bounds[i], (unsigned long long)acc);
+        else
+            tg_sbuf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name, labels, sep,
+                           (double)bounds[i] * scale, (unsigned long long)acc);
     }
     acc += bucket[nb];
     tg_sbuf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name, labels, sep,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/hex.h"
 
 /*
  * Offsets of the fields in the version 00 layout; every version reads its first 55 characters
@@ -24,17 +25,6 @@ static const uint8_t tg__unhex[256] = {
     ['0'] = 1, ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
     ['8'] = 9, ['9'] = 10, ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
 };
-
-/*
- * Two hex digits per byte value, so the encoder writes a whole byte with one 2-byte copy (the
- * array keeps the literal's NUL only so that compilers do not warn about a truncated string).
- */
-#define TG__HEX_ROW(h)                                                                             \
-    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7" h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
-static const char tg__hex_pairs[513] = TG__HEX_ROW("0") TG__HEX_ROW("1") TG__HEX_ROW("2")
-    TG__HEX_ROW("3") TG__HEX_ROW("4") TG__HEX_ROW("5") TG__HEX_ROW("6") TG__HEX_ROW("7")
-        TG__HEX_ROW("8") TG__HEX_ROW("9") TG__HEX_ROW("a") TG__HEX_ROW("b") TG__HEX_ROW("c")
-            TG__HEX_ROW("d") TG__HEX_ROW("e") TG__HEX_ROW("f");
 
 /*
  * Checks that p[0..n) are lowercase hex digits. Returns -1 if one is not, 1 if they all are and
@@ -130,12 +120,6 @@ static uint64_t tg__draw(uint64_t s[4])
     return x;
 }
 
-static inline void tg__hex64(char *out, uint64_t x)
-{
-    for (int i = 0; i < 8; i++)
-        memcpy(out + 2 * i, &tg__hex_pairs[2 * ((x >> (56 - 8 * i)) & 0xff)], 2);
-}
-
 void tg_trace_new(uint64_t state[4], char out[TG_TRACEPARENT_LEN], struct tg_trace *t)
 {
     /*
@@ -145,10 +129,10 @@ void tg_trace_new(uint64_t state[4], char out[TG_TRACEPARENT_LEN], struct tg_tra
     uint64_t hi = tg__draw(state), lo = tg__draw(state), span = tg__draw(state);
 
     memcpy(out, "00-", 3);
-    tg__hex64(out + TG__TP_TRACE, hi);
-    tg__hex64(out + TG__TP_TRACE + 16, lo);
+    tg_hex64(out + TG__TP_TRACE, hi);
+    tg_hex64(out + TG__TP_TRACE + 16, lo);
     out[TG__TP_PARENT - 1] = '-';
-    tg__hex64(out + TG__TP_PARENT, span);
+    tg_hex64(out + TG__TP_PARENT, span);
     memcpy(out + TG__TP_FLAGS - 1, "-01", 3);
     memcpy(t->trace_id, out + TG__TP_TRACE, sizeof(t->trace_id));
     memcpy(t->parent_id, out + TG__TP_PARENT, sizeof(t->parent_id));

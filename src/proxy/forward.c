@@ -873,8 +873,6 @@ void tg_txn_start(struct tg_txn *t)
             t->request_id_len = (uint8_t)h->value.len;
         }
     }
-    if (t->request_id_len == 0)
-        tg_worker_request_id(w, t->request_id, &t->request_id_len);
     if (!t->has_trace) {
         struct tg_trace tr;
 
@@ -882,6 +880,13 @@ void tg_txn_start(struct tg_txn *t)
         memcpy(t->trace_id, tr.trace_id, sizeof(t->trace_id));
         /* a tracestate without a valid traceparent is discarded (W3C Trace Context §3.3) */
         t->trace_new = t->has_trace = t->trace_drop = true;
+    }
+    if (t->request_id_len == 0 && t->trace_new) {
+        /* the trace we start names the request too: one random id, and logs line up */
+        memcpy(t->request_id, t->trace_id, sizeof(t->trace_id));
+        t->request_id_len = sizeof(t->trace_id);
+    } else if (t->request_id_len == 0) {
+        tg_worker_request_id(w, t->request_id, &t->request_id_len);
     }
     if (!t->req.keep_alive)
         c->close_after = true;

@@ -9,7 +9,7 @@
 #include "obs/accesslog.h"
 #include "proxy/proxy.h"
 
-/* Requests that ended before any response was sent: the client went away (nginx's 499). */
+/* Requests that ended before any response byte was written: the client went away (nginx's 499). */
 #define TG_STATUS_CLIENT_CLOSED 499
 
 static uint64_t tg__xorshift(uint64_t *s)
@@ -61,7 +61,8 @@ void tg_txn_record(struct tg_txn *t)
     uint64_t now = tg_loop_now_us(w->loop);
     uint64_t dur = now - t->start_us;
     uint64_t bytes_in = t->head_len + t->req_body_bytes;
-    unsigned status = t->status ? (unsigned)t->status : TG_STATUS_CLIENT_CLOSED;
+    /* nothing reached the client: whatever the node said, the client did not get it */
+    unsigned status = t->bytes_out > 0 ? (unsigned)t->status : TG_STATUS_CLIENT_CLOSED;
     uint32_t route = t->route ? rt->route_labels[t->route - rt->cf->routes] : TG_LABEL_NONE;
 
     tg_metrics_request(&w->metrics, route, t->req.method_id, status, dur, bytes_in, t->bytes_out);

@@ -44,6 +44,8 @@ static void tg__conn_free(struct tg_conn *c)
     w->dead_conns = c;
 }
 
+static void tg__conn_on_timer_linger(struct tg_loop *loop, struct tg_timer *timer);
+
 /* Closes the connection now, or at the end of the current callback if one is running. */
 void tg_conn_abort(struct tg_conn *c)
 {
@@ -56,6 +58,43 @@ void tg_conn_abort(struct tg_conn *c)
     }
     if (!c->in_callback)
         tg__conn_free(c);
+}
+
+/* The longest a drained connection waits for the client's FIN. */
+#define TG_LINGER_MS 2000
+
+static void tg__conn_linger_read(struct tg_conn *c)
+{
+    char sink[4096];
+
+    for (;;) {
+        ssize_t n = recv(c->sock.watch.fd, sink, sizeof(sink), MSG_DONTWAIT);
+
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0 || errno != EAGAIN)
+            tg_conn_abort(c);
+        return;
+    }
+}
+
+void tg_conn_linger(struct tg_conn *c)
+{
+    if (c->dead)
+        return;
+    if (c->sock.ssl != NULL || shutdown(c->sock.watch.fd, SHUT_WR) != 0) {
+        tg_conn_abort(c);
+        return;
+    }
+    c->phase = TG_CONN_LINGER;
+    if (c->in != NULL) {
+        tg_buf_put(&c->worker->bufs, c->in);
+        c->in = NULL;
+    }
+    tg_timer_arm(c->worker->loop, &c->timer, TG_LINGER_MS, tg__conn_on_timer_linger);
+    tg__conn_linger_read(c);
 }
 
 void tg_conn_reap(struct tg_conn *c)
@@ -97,6 +136,11 @@ static void tg__conn_on_timer(struct tg_loop *loop, struct tg_timer *timer)
         tg__conn_free(c);
 }
 
+static void tg__conn_on_timer_linger(struct tg_loop *loop, struct tg_timer *timer)
+{
+    tg_conn_abort(TG_CONTAINER_OF(timer, struct tg_conn, timer));
+}
+
 void tg_conn_arm(struct tg_conn *c, tg_msec_t delay)
 {
     tg_timer_arm(c->worker->loop, &c->timer, delay, tg__conn_on_timer);
@@ -117,6 +161,8 @@ static void tg__conn_on_event(struct tg_loop *loop, struct tg_watch *watch, unsi
     c->in_callback = true;
     if (c->phase == TG_CONN_TXN)
         tg_txn_run(c->txn);
+    else if (c->phase == TG_CONN_LINGER)
+        tg__conn_linger_read(c);
     else
         tg__conn_process(c);
     c->in_callback = false;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/hex.h"
 #include "net/listener.h"
 #include "obs/log.h"
 #include "proxy/proxy.h"
@@ -194,13 +195,14 @@ static int tg__worker_listen(struct tg_worker *w, const struct tg_config *cf,
     return rc;
 }
 
-/* Once a second, so /healthz can tell a stuck loop from an idle one. */
+/* Four times per admin.stuck_after (at most once a second), so /healthz can tell a stuck loop
+ * from an idle one with room for timer granularity. */
 static void tg__worker_beat(struct tg_loop *loop, struct tg_timer *t)
 {
     struct tg_worker *w = TG_CONTAINER_OF(t, struct tg_worker, beat_timer);
 
     __atomic_store_n(&w->beat, (int64_t)tg_loop_now(loop), __ATOMIC_RELAXED);
-    tg_timer_arm(loop, t, 1000, tg__worker_beat);
+    tg_timer_arm(loop, t, TG_MIN(w->rt->cf->stuck_after / 4, 1000), tg__worker_beat);
 }
 
 int tg_worker_init(struct tg_worker *w, uint32_t id, struct tg_runtime *rt,
@@ -332,7 +334,11 @@ static void tg__worker_drain_check(struct tg_loop *loop, struct tg_timer *t)
 
     for (c = w->conns; c != NULL; c = next) {
         next = c->next;
-        if (c->phase == TG_CONN_IDLE || c->phase == TG_CONN_HANDSHAKE)
+        if (c->phase == TG_CONN_IDLE && (c->requests > 0 || c->drain_seen))
+            tg_conn_linger(c);
+        else if (c->phase == TG_CONN_IDLE)
+            c->drain_seen = true; /* accepted from the backlog at drain: its request may follow */
+        else if (c->phase == TG_CONN_HANDSHAKE)
             tg_conn_abort(c);
     }
     if (w->conns == NULL) {
@@ -349,6 +355,12 @@ static void tg__worker_drain(struct tg_loop *loop, void *arg)
 {
     struct tg_worker *w = arg;
 
+    /* Connections waiting in the accept queues would be reset by the close: take them first;
+     * their requests are answered with Connection: close. */
+    for (size_t i = 0; i < w->num_listeners; i++) {
+        for (int k = 0; k < 64; k++)
+            tg__on_accept(loop, &w->listeners[i]->watch, TG_EV_READ);
+    }
     w->draining = true;
     tg__worker_close_listeners(w);
     tg__worker_drain_check(loop, &w->drain_timer);
@@ -429,17 +441,9 @@ static uint64_t tg__splitmix64(uint64_t x)
 /* 32 hex digits, unique per process: a random per-worker seed mixed with a counter. */
 void tg_worker_request_id(struct tg_worker *w, char *out, uint8_t *len)
 {
-    static const char hex[] = "0123456789abcdef";
     uint64_t a = tg__splitmix64(w->rid_seed ^ ++w->rid_counter);
-    uint64_t b = tg__splitmix64(a ^ w->id);
 
-    for (int i = 0; i < 16; i += 2) {
-        unsigned x = (unsigned)(a >> (i * 4)) & 0xff, y = (unsigned)(b >> (i * 4)) & 0xff;
-
-        out[i] = hex[x & 15];
-        out[i + 1] = hex[x >> 4];
-        out[16 + i] = hex[y & 15];
-        out[16 + i + 1] = hex[y >> 4];
-    }
+    tg_hex64(out, a);
+    tg_hex64(out + 16, tg__splitmix64(a ^ w->id));
     *len = 32;
 }
