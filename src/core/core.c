@@ -34,6 +34,17 @@ void *tg_calloc(size_t n, size_t size)
     return p;
 }
 
+void *tg_calloc_aligned(size_t align, size_t size)
+{
+    size_t n = (size + align - 1) / align * align;
+    void *p = aligned_alloc(align, n ? n : align);
+
+    if (p == NULL)
+        tg_fatal("out of memory allocating %zu bytes", size);
+    memset(p, 0, n ? n : align);
+    return p;
+}
+
 void *tg_realloc(void *p, size_t size)
 {
     void *q = realloc(p, size ? size : 1);

@@ -37,6 +37,9 @@ _Noreturn void tg_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2
 void *tg_malloc(size_t size);
 void *tg_calloc(size_t n, size_t size);
 void *tg_realloc(void *p, size_t size);
+/* Zeroed memory aligned to align (a power of two), for cache-line-aligned per-worker slots;
+ * released with free(). */
+void *tg_calloc_aligned(size_t align, size_t size);
 char *tg_strdup(const char *s);
 char *tg_strndup(const char *s, size_t n);
 

@@ -78,7 +78,7 @@ struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns,
                             ? UINT64_MAX
                             : (uint64_t)(cf->access_sample * 18446744073709551615.0);
     rt->access_slow_us = cf->access_slow * 1000;
-    rt->users = tg_calloc(num_workers ? num_workers : 1, sizeof(*rt->users));
+    rt->users = tg_calloc_aligned(64, (num_workers ? num_workers : 1) * sizeof(*rt->users));
     rt->route_labels = tg_calloc(cf->num_routes + 1, sizeof(*rt->route_labels));
     for (size_t i = 0; i < cf->num_routes; i++)
         rt->route_labels[i] = tg_label_intern(TG_LABEL_ROUTE, cf->routes[i].name, 0);

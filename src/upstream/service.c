@@ -40,7 +40,7 @@ static struct tg_node *tg__node_new(struct tg_config *cf, const struct tg_servic
                                     size_t num_workers)
 {
     const struct tg_service_conf *sc = svc->conf;
-    struct tg_node *n = tg_calloc(1, sizeof(*n) + num_workers * sizeof(n->w[0]));
+    struct tg_node *n = tg_calloc_aligned(64, sizeof(*n) + num_workers * sizeof(n->w[0]));
 
     atomic_init(&n->refs, 1);
     n->cf = tg_config_take(cf);

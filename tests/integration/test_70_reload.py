@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tglib import Client, echo, http, is_sanitized, prom, service, to_yaml
-from tglib.net import can_connect, free_port, wait_until
+from tglib.net import can_connect, free_port, reset_close, wait_until
 
 SAN = is_sanitized()
 
@@ -477,6 +477,8 @@ def test_reload_adds_and_removes_a_listener(upstream, proxy):
         wait_until(lambda: not can_connect(second), 2, what="the removed listener to close")
         for _ in range(10):  # every worker closed its socket, not just one
             assert not can_connect(second), "the removed listener accepts again"
+        assert tg.proc.poll() is None, f"tollgate died (exit {tg.proc.returncode}) while a " \
+                                       f"reload removed a listener that was being probed"
         assert which_prefix(keep.get("/k2"), "/k2") == "/A"
         assert keep.sock.getsockname()[1] == port0
         time.sleep(0.1)
@@ -486,6 +488,63 @@ def test_reload_adds_and_removes_a_listener(upstream, proxy):
     assert not probe.failures, f"the unchanged listener failed: {probe.failures[:5]}"
     assert probe.total >= 10, probe.total
     assert status(tg)["config"]["reloads"] == {"ok": 2, "failed": 0}
+
+
+def hammer_connects(addr, stop, max_seconds=5.0, max_attempts=50000):
+    """Connects to addr in a loop until stop is set (each connection closed at once with a RST,
+    so no TIME_WAIT piles up). Returns [connected, refused]."""
+    counts = [0, 0]
+
+    def run():
+        deadline = time.monotonic() + max_seconds
+        while not stop.is_set() and time.monotonic() < deadline and sum(counts) < max_attempts:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(0.5)
+            try:
+                s.connect(addr)
+                counts[0] += 1
+            except OSError:
+                counts[1] += 1
+            reset_close(s)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, counts
+
+
+def test_removing_a_listener_while_clients_connect_to_it(upstream, proxy):
+    """Clients keep connecting to a listener while a reload removes it: tollgate stays up, the
+    listener closes, the other one serves. (The removed listener's object must outlive any
+    accept event already fetched by the worker's loop in the same batch as the reload.)"""
+    tg = proxy(upstream, routes=routed("a", "/A"), workers=2)
+    base = copy.deepcopy(tg.config)
+    for cycle in range(3 if SAN else 5):
+        second = ("127.0.0.1", free_port())
+        cfg = copy.deepcopy(base)
+        cfg["listen"].append({"addr": f"{second[0]}:{second[1]}"})
+        r, body = post_reload(tg, cfg)
+        assert r.status == 200, body
+        stop = threading.Event()
+        t, counts = hammer_connects(second, stop)
+        try:
+            time.sleep(0.05)
+            try:
+                r, body = post_reload(tg, base)
+            except (OSError, http.Closed) as e:
+                r = e
+            time.sleep(0.05)
+        finally:
+            stop.set()
+            t.join(5)
+        rc = tg.proc.poll()
+        assert rc is None, f"cycle {cycle}: tollgate died (exit {rc}) when a reload removed a " \
+                           f"listener that clients were connecting to ({counts[0]} connected, " \
+                           f"{counts[1]} refused); reload reply: {r!r}\n{tg.stderr()[-2000:]}"
+        assert r.status == 200, r
+        assert counts[0] > 0, "the hammer never reached the listener"
+        wait_until(lambda: not can_connect(second), 2, what="the removed listener to close")
+        with Client(tg.addr) as c:
+            assert which_prefix(c.get(f"/after{cycle}"), f"/after{cycle}") == "/A"
 
 
 # --- 5. upstream pools -----------------------------------------------------------------------

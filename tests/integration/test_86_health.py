@@ -116,8 +116,10 @@ def test_healthz_names_the_frozen_worker(upstream, proxy):
     tg = proxy(upstream, workers=2, admin={"stuck_after": "1s"})
     r = admin(tg, "/healthz")
     assert r.status == 200 and r.json() == {"status": "ok"}, r
+    # Each worker names its own thread once it runs: wait for both names.
     tid = wait_until(lambda: thread_id(tg.pid, "tg-worker-0"), 5, what="thread tg-worker-0")
-    assert thread_id(tg.pid, "tg-worker-1") not in (None, tid)
+    other = wait_until(lambda: thread_id(tg.pid, "tg-worker-1"), 5, what="thread tg-worker-1")
+    assert other != tid
     frozen = Frozen(tid)
     try:
         try:

@@ -174,6 +174,10 @@ class Tollgate:
         frees them on EOF."""
         deadline = time.monotonic() + timeout
         targets = [self.listen_addr(i) for i in range(len(self.config["listen"]))]
+        admin = self.config.get("admin", {}).get("addr")
+        if admin and not admin.startswith("unix:"):
+            host, port = admin.rsplit(":", 1)
+            targets.append((host.strip("[]"), int(port)))  # the admin listener opens last
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError(f"tollgate exited with {self.proc.returncode} during start:\n"
