@@ -73,6 +73,7 @@ struct tg_listener {
     bool tls;
     bool is_unix;
     struct tg_timer pause; /* accepts paused after EMFILE */
+    struct tg_listener *next_dead;
 };
 
 /* Per-worker counters, summed across workers by the metrics code (no atomics on the hot path:
@@ -235,6 +236,7 @@ struct tg_worker {
     /* closed during the current event batch: recycled when it ends (tg_loop_on_batch_end) */
     struct tg_conn *dead_conns;
     struct tg_upconn *dead_upconns;
+    struct tg_listener *dead_listeners;
     struct tg_http_header *hdr_scratch;
     uint32_t rr;
     uint64_t rid_seed, rid_counter;

@@ -38,6 +38,11 @@ static void tg__worker_recycle(struct tg_loop *loop, void *arg)
         c->next_free = w->free_conns;
         w->free_conns = c;
     }
+    while (w->dead_listeners != NULL) {
+        struct tg_listener *l = w->dead_listeners;
+        w->dead_listeners = l->next_dead;
+        free(l);
+    }
     while (w->dead_upconns != NULL) {
         struct tg_upconn *u = w->dead_upconns;
         w->dead_upconns = u->next_free;
@@ -83,14 +88,24 @@ static void tg__listener_resume(struct tg_loop *loop, struct tg_timer *t)
         tg_loop_add_listener(loop, &l->watch, l->is_unix);
 }
 
+/* An event of the current batch may still name a closed listener: it lands here. */
+static void tg__listener_closed_event(struct tg_loop *loop, struct tg_watch *watch, unsigned events)
+{
+}
+
+/* Closes a listener now and frees it when the current batch of events ends (a reload or drain
+ * runs from a posted callback, and the same epoll batch may hold an accept event for it). */
 static void tg__listener_free(struct tg_worker *w, struct tg_listener *l)
 {
     tg_timer_disarm(&l->pause);
     if (l->watch.fd >= 0) {
         tg_loop_del(w->loop, &l->watch);
         close(l->watch.fd);
+        l->watch.fd = -1;
     }
-    free(l);
+    l->watch.cb = tg__listener_closed_event;
+    l->next_dead = w->dead_listeners;
+    w->dead_listeners = l;
 }
 
 static bool tg__same_addr(const struct tg_addr *a, const struct tg_addr *b)

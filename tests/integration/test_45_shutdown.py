@@ -177,7 +177,9 @@ class KeepAliveLoad:
                 try:
                     c = Client(self.addr, timeout=5)
                     on_conn = 0
-                except ConnectionRefusedError:
+                except OSError:
+                    # refused once the listeners are closed, or reset while still in the accept
+                    # queue of a listener being closed: either way no request was sent
                     if self.term_at is None:
                         self.refused_before_term += 1
                     break
@@ -252,9 +254,12 @@ def test_sigterm_under_keepalive_load(upstreams, proxy):
     slow = {}
 
     def slow_client():
-        with Client(tg.addr, timeout=10) as c:
-            slow["r"] = c.get("/slow")
-            slow["t"] = time.monotonic()
+        try:
+            with Client(tg.addr, timeout=10) as c:
+                slow["r"] = c.get("/slow")
+                slow["t"] = time.monotonic()
+        except (OSError, http.Closed) as e:
+            slow["error"] = repr(e)
 
     load.term_at = t_term = time.monotonic()
     tg.signal(signal.SIGTERM)
@@ -283,6 +288,7 @@ def test_sigterm_under_keepalive_load(upstreams, proxy):
           f"{len(after)} after), {len(load.violations)} violations, {load.clean_closes} clean "
           f"closes before a response, {load.unsent} requests not written, exit code {rc} "
           f"{t_exit:.2f}s after SIGTERM (drain_delay {drain_delay}s + timeout {timeout}s)")
+    assert rc is None or rc >= 0, f"tollgate died by signal {-rc}:\n{tg.stderr()[-3000:]}"
     assert not load.violations, "\n".join(load.violations[:10])
     assert load.refused_before_term == 0
     assert len(before) >= (200 if is_sanitized() else 1000), f"the load hardly ran: {total}"
@@ -291,8 +297,8 @@ def test_sigterm_under_keepalive_load(upstreams, proxy):
                    if closes and t < t_term + drain_delay - 0.05]
     assert not early_close, f"Connection: close before drain_delay ended: {early_close[:5]}"
     r = slow.get("r")
-    assert r is not None, f"the request in flight when the listeners closed got no response:\n" \
-                          f"{tg.stderr()}"
+    assert r is not None, f"the request in flight when the listeners closed got no response " \
+                          f"({slow.get('error')}):\n{tg.stderr()}"
     assert r.status == 200 and r.json()["target"] == "/slow" and r.closes, r
     assert slow["t"] - t_term >= drain_delay, "the slow request ended before the drain"
     assert rc == 0, f"exit code {rc}:\n{tg.stderr()}"
@@ -322,13 +328,13 @@ def test_shutdown_timeout_cuts_hanging_requests_and_says_so(upstreams, proxy):
     assert cut and re.search(r"\b2 requests\b", cut[0]["msg"]), tg.stderr()
 
 
-def test_drain_does_not_reset_requests_on_idle_keepalive_connections(upstream, proxy):
-    """When the listeners close, a keep-alive connection between two requests is closed. If its
-    next request has already arrived, it must be answered (with Connection: close) or the
-    connection closed with a FIN first, never reset: close() with unread bytes sends a RST
-    and the client loses a request that reached the gateway. The window is a few
-    microseconds per connection, so this runs several short rounds under load."""
-    for i in range(3 if is_sanitized() else 5):
+def test_repeated_sigterm_under_load_resets_nothing(upstream, proxy):
+    """The moment the listeners close is the risky one: keep-alive connections between two
+    requests are closed (a request that already arrived must be answered or the connection
+    closed with a FIN before it, never reset: close() with unread bytes sends a RST), other
+    workers may still be accepting, and reconnecting clients land on listeners being closed.
+    The windows are short, so this runs several rounds of SIGTERM under keep-alive load."""
+    for i in range(2 if is_sanitized() else 4):
         tg = proxy(upstream, workers=2, shutdown={"drain_delay": "0s", "timeout": "3s"})
         load = KeepAliveLoad(tg.addr, max_seconds=5.0).start()
         time.sleep(0.3)
@@ -336,8 +342,8 @@ def test_drain_does_not_reset_requests_on_idle_keepalive_connections(upstream, p
         tg.signal(signal.SIGTERM)
         rc = tg.wait(5)
         load.join(5)
+        assert rc == 0, f"round {i}: exit code {rc}\n{tg.stderr()[-3000:]}"
         assert not load.violations, f"round {i}:\n" + "\n".join(load.violations[:10])
-        assert rc == 0, tg.stderr()
         assert len(load.responses) >= 100, f"round {i}: the load hardly ran"
 
 
@@ -345,7 +351,7 @@ def test_sigterm_while_clients_keep_connecting(upstream, proxy):
     """Connections keep arriving when the listeners close (a load balancer that has not noticed
     the drain yet): tollgate still drains and exits 0. (A listener closed by the drain must
     outlive any accept event its worker's loop already fetched in the same batch.)"""
-    for i in range(2 if is_sanitized() else 3):
+    for i in range(3):
         tg = proxy(upstream, workers=2, shutdown={"drain_delay": "0s", "timeout": "2s"})
         stop = threading.Event()
         counts = [0, 0]
