@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "core/core.h"
+#include "core/json.h"
 #include "core/sbuf.h"
 #include "net/dns.h"
 #include "net/listener.h"
@@ -153,13 +154,10 @@ int tg_admin_readyz(struct tg_sbuf *out)
 
 static void tg__admin_iso8601(struct tg_sbuf *out, int64_t ms)
 {
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[40];
+    char buf[TG_JSON_TIME_LEN];
 
-    gmtime_r(&s, &tm);
-    strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
-    tg_sbuf_printf(out, "\"%s.%03dZ\"", buf, (int)(ms % 1000));
+    tg_json_time(buf, ms / 1000);
+    tg_sbuf_printf(out, "\"%.*s.%03dZ\"", TG_JSON_TIME_LEN, buf, (int)(ms % 1000));
 }
 
 int tg_admin_status(struct tg_sbuf *out, const char *version)
@@ -388,8 +386,7 @@ struct tg_admin *tg_admin_new(struct tg_loop *loop, const struct tg_config *cf, 
 
 int tg_admin_rebind(struct tg_admin *a, const struct tg_config *cf, char *err, size_t errlen)
 {
-    if (a->addr.len == cf->admin_addr.len &&
-        memcmp(&a->addr.ss, &cf->admin_addr.ss, a->addr.len) == 0)
+    if (tg_addr_equal(&a->addr, &cf->admin_addr))
         return 0;
     return tg__admin_listen(a, cf, err, errlen);
 }

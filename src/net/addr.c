@@ -155,6 +155,11 @@ const char *tg_addr_format(const struct tg_addr *a, char *buf, size_t buflen)
     return buf;
 }
 
+bool tg_addr_equal(const struct tg_addr *a, const struct tg_addr *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
 bool tg_addr_is_unix(const struct tg_addr *a)
 {
     return a->len != 0 && a->ss.ss_family == AF_UNIX;

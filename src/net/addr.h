@@ -23,5 +23,7 @@ int tg_addr_parse(const char *text, struct tg_addr *out, char *err, size_t errle
 const char *tg_addr_format(const struct tg_addr *a, char *buf, size_t buflen);
 
 bool tg_addr_is_unix(const struct tg_addr *a);
+/* The same address (family, bytes and port, or unix path). */
+bool tg_addr_equal(const struct tg_addr *a, const struct tg_addr *b);
 
 #endif

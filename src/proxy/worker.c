@@ -108,11 +108,6 @@ static void tg__listener_free(struct tg_worker *w, struct tg_listener *l)
     w->dead_listeners = l;
 }
 
-static bool tg__same_addr(const struct tg_addr *a, const struct tg_addr *b)
-{
-    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
-}
-
 int tg_listen_plan_make(struct tg_listen_plan *p, const struct tg_config *cf,
                         const struct tg_config *prev, size_t num_workers, char *err, size_t errlen)
 {
@@ -126,9 +121,9 @@ int tg_listen_plan_make(struct tg_listen_plan *p, const struct tg_config *cf,
         bool kept = false;
 
         for (size_t j = 0; prev != NULL && j < prev->num_listens && !kept; j++)
-            kept = tg__same_addr(a, &prev->listens[j].addr);
+            kept = tg_addr_equal(a, &prev->listens[j].addr);
         for (size_t k = 0; k < i && !kept; k++)
-            kept = tg__same_addr(a, &cf->listens[k].addr);
+            kept = tg_addr_equal(a, &cf->listens[k].addr);
         if (kept)
             continue;
         for (size_t w = 0; w < num_workers; w++) {
@@ -176,7 +171,7 @@ static int tg__worker_listen(struct tg_worker *w, const struct tg_config *cf,
         struct tg_listener *l = NULL;
 
         for (size_t j = 0; j < w->num_listeners && l == NULL; j++) {
-            if (w->listeners[j] != NULL && tg__same_addr(&w->listeners[j]->addr, &lc->addr)) {
+            if (w->listeners[j] != NULL && tg_addr_equal(&w->listeners[j]->addr, &lc->addr)) {
                 l = w->listeners[j];
                 w->listeners[j] = NULL;
             }

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tglib import Client, echo, http, is_sanitized, prom, service, to_yaml
+from tglib import Client, echo, http, is_sanitized, service, to_yaml
 from tglib.net import can_connect, free_port, reset_close, wait_until
 
 SAN = is_sanitized()
@@ -24,35 +24,22 @@ SAN = is_sanitized()
 
 # --- helpers ---------------------------------------------------------------------------------
 
-def admin_addr(tg):
-    host, port = tg.config["admin"]["addr"].rsplit(":", 1)
-    return (host, int(port))
 
 
-def admin_get(tg, path):
-    with Client(admin_addr(tg), timeout=5) as c:
-        return c.get(path, host="admin")
 
 
-def admin_post(tg, path):
-    with Client(admin_addr(tg), timeout=10) as c:
-        return c.get(path, method="POST", host="admin", body=b"")
 
 
 def status(tg):
-    r = admin_get(tg, "/status")
+    r = tg.admin("/status")
     assert r.status == 200, r
     return r.json()
 
 
-def metrics(tg):
-    r = admin_get(tg, "/metrics")
-    assert r.status == 200, r
-    return prom.parse(r.body)
 
 
 def reloads_metric(tg, result):
-    m = metrics(tg)
+    m = tg.metrics()
     return m.sum("tollgate_config_reloads_total", result=result) \
         if m.series("tollgate_config_reloads_total") else 0
 
@@ -84,7 +71,7 @@ def sighup(tg, cfg, ok_before):
 def post_reload(tg, cfg=None):
     if cfg is not None:
         replace_config(tg, cfg)
-    r = admin_post(tg, "/reload")
+    r = tg.admin("/reload", method="POST")
     return r, r.json()
 
 
@@ -247,7 +234,7 @@ def test_twenty_sighup_reloads_under_keepalive_load(upstream, proxy):
             counts[label] += 1
 
     def agree():
-        m = metrics(tg)
+        m = tg.metrics()
         return (m.sum("http_requests_total", route="a", status="200") == counts["/A"] and
                 m.sum("http_requests_total", route="b", status="200") == counts["/B"])
 
@@ -359,10 +346,10 @@ def test_post_reload_failing_after_parse_changes_nothing(upstream, proxy, tmp_pa
 
 def test_reload_method_and_draining_replies(upstream, proxy):
     tg = proxy(upstream, shutdown={"drain_delay": "3s", "timeout": "1s"})
-    r = admin_get(tg, "/reload")
+    r = tg.admin("/reload")
     assert r.status == 405, r
     tg.signal(signal.SIGTERM)
-    wait_until(lambda: admin_get(tg, "/readyz").status == 503, 2, what="draining")
+    wait_until(lambda: tg.admin("/readyz").status == 503, 2, what="draining")
     r, body = post_reload(tg)
     assert r.status == 409 and body["status"] == "error", (r, body)
     assert tg.wait(8) == 0, tg.stderr()
@@ -413,7 +400,7 @@ def test_inflight_request_finishes_on_its_snapshot(upstreams, proxy):
     fast = wait_access(tg, lambda ln: ln["path"] == "/fast", "the fast request's log line")[0]
     assert slow["route"] == "a" and slow["status"] == 200, slow
     assert fast["route"] == "b" and fast["status"] == 200, fast
-    m = metrics(tg)
+    m = tg.metrics()
     assert m.sum("http_requests_total", route="a") == 1
     assert m.sum("http_requests_total", route="b") == 1
 

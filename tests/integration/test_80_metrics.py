@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-from tglib import Client, build_request, is_sanitized, prom, response, service
+from tglib import Client, build_request, is_sanitized, response, service
 from tglib.net import free_port, reset_close, wait_until
 
 ROUTES = [
@@ -24,31 +24,10 @@ ROUTES = [
 ]
 
 
-def admin_addr(tg):
-    host, port = tg.config["admin"]["addr"].rsplit(":", 1)
-    return (host, int(port))
 
 
-def admin_client(tg, timeout=5.0):
-    """A connection to the admin listener. tollgate opens it after the public listeners, which
-    the fixture waits for, so right after start it may refuse for a moment."""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            return Client(admin_addr(tg), timeout=timeout)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
-def scrape(tg):
-    """/metrics through the strict parser."""
-    with admin_client(tg) as c:
-        r = c.get("/metrics", host="admin")
-    assert r.status == 200, r
-    assert r.header("content-type", "").startswith("text/plain"), r
-    return prom.parse(r.body)
 
 
 def quiet(tg, settle=0.3):
@@ -59,7 +38,7 @@ def quiet(tg, settle=0.3):
     state = {"m": None, "since": 0.0}
 
     def at_rest():
-        m = scrape(tg)
+        m = tg.metrics()
         now = time.monotonic()
         prev = state["m"]
         if (prev is None or m.value("tollgate_active_connections") != 0 or
@@ -156,12 +135,12 @@ def test_counters_agree_with_a_known_mix(upstreams, tollgate):
         r = h.get("/a/held")
         assert r.status == 200
         ra_out += resp_bytes(r)
-    wait_until(lambda: scrape(tg).value("tollgate_active_connections") == 3, 5, interval=0.05,
+    wait_until(lambda: tg.metrics().value("tollgate_active_connections") == 3, 5, interval=0.05,
                what="tollgate_active_connections to be 3 (the held connections)")
     for h in held:
         h.close()
 
-    wait_until(lambda: value0(scrape(tg), "http_requests_total", route="re", method="POST",
+    wait_until(lambda: value0(tg.metrics(), "http_requests_total", route="re", method="POST",
                               status="499") == 1, 5, interval=0.05, what="the 499 to be counted")
     after = quiet(tg)
 
@@ -285,7 +264,7 @@ def test_process_metrics_are_sane(upstream, proxy):
     try:
         for cl in clients:
             assert cl.get("/").status == 200
-        grown = scrape(tg).value("process_open_fds")
+        grown = tg.metrics().value("process_open_fds")
         assert grown >= fds + 20, (fds, grown)
     finally:
         for cl in clients:
@@ -323,7 +302,7 @@ def test_sums_are_exact_across_two_workers(upstreams, tollgate):
         f"sequential requests over 16 connections opened {up.connections} node connections: "
         "both workers should have served (one pooled connection each)")
     # A worker pools the node connection just after writing the response, so poll.
-    wait_until(lambda: scrape(tg).value("tollgate_upstream_pool_idle", service="backend",
+    wait_until(lambda: tg.metrics().value("tollgate_upstream_pool_idle", service="backend",
                                         node=f"127.0.0.1:{up.port}") == 2, 5, interval=0.05,
                what="one idle pooled node connection per worker")
 

@@ -17,27 +17,10 @@ FIELDS = ["ts", "request_id", "trace_id", "route", "method", "host", "path", "st
 QUIET = 0.4  # several flush intervals of the log writer
 
 
-def admin_addr(tg):
-    host, port = tg.config["admin"]["addr"].rsplit(":", 1)
-    return (host, int(port))
 
 
-def admin_client(tg, timeout=5.0):
-    """A connection to the admin listener. tollgate opens it after the public listeners, which
-    the fixture waits for, so right after start it may refuse for a moment."""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            return Client(admin_addr(tg), timeout=timeout)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
-def admin(tg, path, method="GET"):
-    with admin_client(tg, timeout=10) as c:
-        return c.get(path, host="admin", method=method)
 
 
 def lines_for(tg, n, timeout=5.0):
@@ -187,7 +170,7 @@ def test_disabled_logs_nothing(upstreams, tollgate):
         assert c.get("/x/fail").status == 503
     time.sleep(QUIET + 0.2)
     assert tg.access_log() == []
-    assert "http_requests_total" in admin(tg, "/metrics").body.decode()
+    assert "http_requests_total" in tg.admin("/metrics").body.decode()
 
 
 def test_reload_turns_access_logging_on(upstreams, tollgate):
@@ -201,7 +184,7 @@ def test_reload_turns_access_logging_on(upstreams, tollgate):
 
     tg.config["log"]["access"]["enabled"] = True
     tg.write_config()
-    r = admin(tg, "/reload", method="POST")
+    r = tg.admin("/reload", method="POST")
     assert r.status == 200 and r.json()["status"] == "ok", r
     with Client(tg.addr) as c:
         for i in range(5):

@@ -17,31 +17,14 @@ TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 LEVELS = ("debug", "info", "warn", "error")
 
 
-def admin_addr(tg):
-    host, port = tg.config["admin"]["addr"].rsplit(":", 1)
-    return (host, int(port))
 
 
-def admin_client(tg, timeout=5.0):
-    """A connection to the admin listener. tollgate opens it after the public listeners, which
-    the fixture waits for, so right after start it may refuse for a moment."""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            return Client(admin_addr(tg), timeout=timeout)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
-def admin(tg, path, method="GET"):
-    with admin_client(tg, timeout=10) as c:
-        return c.get(path, host="admin", method=method)
 
 
 def dropped(tg):
-    r = admin(tg, "/metrics")
+    r = tg.admin("/metrics")
     assert r.status == 200, r
     return prom.parse(r.body).value("tollgate_log_lines_dropped_total")
 
@@ -231,10 +214,10 @@ def test_diagnostic_lines_are_json(upstream, proxy):
         assert c.get("/").status == 200
     good = open(tg.config_path).read()
     tg.write_config("workers: 1\nlisten: [\n")  # a YAML syntax error
-    r = admin(tg, "/reload", method="POST")
+    r = tg.admin("/reload", method="POST")
     assert r.status == 400, r
     tg.write_config(good)
-    assert admin(tg, "/reload", method="POST").status == 200
+    assert tg.admin("/reload", method="POST").status == 200
     lines = wait_until(lambda: (lambda d: d if any(x["level"] == "error" for x in d) and any(
         "reloaded" in x["msg"] for x in d) else None)(diag(tg)), 5, interval=0.05,
         what="the reload lines on stderr")
@@ -253,7 +236,7 @@ def test_level_warn_suppresses_info_and_reload_changes_the_level(upstream, proxy
     # A reload that changes workers warns (the count changes on restart only), at level warn.
     tg.config["workers"] = 2
     tg.write_config()
-    r = admin(tg, "/reload", method="POST")
+    r = tg.admin("/reload", method="POST")
     assert r.status == 200 and r.json()["warnings"], r
     lines = wait_until(lambda: (lambda d: d if any(x["level"] == "warn" for x in d)
                                 else None)(diag(tg)), 5, interval=0.05, what="the warn line")
@@ -267,10 +250,10 @@ def test_level_warn_suppresses_info_and_reload_changes_the_level(upstream, proxy
     # Back to info: the next reload's info line is written.
     tg.config["log"]["level"] = "info"
     tg.write_config()
-    assert admin(tg, "/reload", method="POST").status == 200
+    assert tg.admin("/reload", method="POST").status == 200
     tg.config["log"]["access"] = {"sample": 1.0}  # any change: another reload, logged at info
     tg.write_config()
-    assert admin(tg, "/reload", method="POST").status == 200
+    assert tg.admin("/reload", method="POST").status == 200
     wait_until(lambda: any(x["level"] == "info" and "reloaded" in x["msg"] for x in diag(tg)), 5,
                interval=0.05, what="an info line after the level went back to info")
 
@@ -295,7 +278,7 @@ def test_diagnostics_still_written_while_stdout_is_blocked(upstream, tollgate):
         wait_until(lambda: dropped(tg) or None, 5, interval=0.05, what="stdout to be blocked")
         good = open(tg.config_path).read()
         tg.write_config("workers: 1\nlisten: [\n")
-        r = admin(tg, "/reload", method="POST")
+        r = tg.admin("/reload", method="POST")
         tg.write_config(good)
         assert r.status == 400, r
         wait_until(lambda: any(x["level"] == "error" for x in diag(tg)), 3, interval=0.05,

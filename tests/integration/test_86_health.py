@@ -24,27 +24,10 @@ _libc.ptrace.restype = ctypes.c_long
 _libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
 
 
-def admin_addr(tg):
-    host, port = tg.config["admin"]["addr"].rsplit(":", 1)
-    return (host, int(port))
 
 
-def admin_client(tg, timeout=5.0):
-    """A connection to the admin listener. tollgate opens it after the public listeners, which
-    the fixture waits for, so right after start it may refuse for a moment."""
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            return Client(admin_addr(tg), timeout=timeout)
-        except ConnectionRefusedError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
-def admin(tg, path, method="GET", timeout=5):
-    with admin_client(tg, timeout=timeout) as c:
-        return c.get(path, host="admin", method=method)
 
 
 def thread_id(pid, name):
@@ -114,7 +97,7 @@ def test_healthz_names_the_frozen_worker(upstream, proxy):
     if why:
         pytest.skip(why)
     tg = proxy(upstream, workers=2, admin={"stuck_after": "1s"})
-    r = admin(tg, "/healthz")
+    r = tg.admin("/healthz")
     assert r.status == 200 and r.json() == {"status": "ok"}, r
     # Each worker names its own thread once it runs: wait for both names.
     tid = wait_until(lambda: thread_id(tg.pid, "tg-worker-0"), 5, what="thread tg-worker-0")
@@ -131,7 +114,7 @@ def test_healthz_names_the_frozen_worker(upstream, proxy):
         t0 = time.monotonic()
 
         def stuck():
-            r = admin(tg, "/healthz")
+            r = tg.admin("/healthz")
             return r if r.status == 503 else None
 
         r = wait_until(stuck, 5, interval=0.1, what="/healthz to turn 503")
@@ -142,23 +125,23 @@ def test_healthz_names_the_frozen_worker(upstream, proxy):
         assert doc["stuck_workers"][0]["last_beat_ms_ago"] > 1000, doc
         assert took < 3, f"/healthz took {took:.1f}s to notice"
         # The control thread still answers everything else while worker 0 is frozen.
-        ready = admin(tg, "/readyz")
+        ready = tg.admin("/readyz")
         assert ready.status == 200 and ready.json()["ready"] is True, ready
-        assert admin(tg, "/metrics").status == 200
-        assert admin(tg, "/status").json()["workers"] == 2
+        assert tg.admin("/metrics").status == 200
+        assert tg.admin("/status").json()["workers"] == 2
         # Still stuck a little later (no flapping while frozen).
         time.sleep(0.5)
-        again = admin(tg, "/healthz")
+        again = tg.admin("/healthz")
         assert again.status == 503, again
         assert again.json()["stuck_workers"][0]["last_beat_ms_ago"] > \
             doc["stuck_workers"][0]["last_beat_ms_ago"]
     finally:
         frozen.thaw()
     t1 = time.monotonic()
-    wait_until(lambda: admin(tg, "/healthz").status == 200, 3, interval=0.1,
+    wait_until(lambda: tg.admin("/healthz").status == 200, 3, interval=0.1,
                what="/healthz back to 200 after the worker resumed")
     assert time.monotonic() - t1 < 3
-    assert admin(tg, "/healthz").json() == {"status": "ok"}
+    assert tg.admin("/healthz").json() == {"status": "ok"}
     # The thawed worker serves again: enough connections land on both workers.
     for _ in range(8):
         with Client(tg.addr, timeout=5) as c:
@@ -175,7 +158,7 @@ def test_idle_workers_are_not_stuck(upstream, proxy):
     bad = []
     probes = 0
     while time.monotonic() < deadline and probes < 100000:
-        r = admin(tg, "/healthz")
+        r = tg.admin("/healthz")
         probes += 1
         if r.status != 200:
             bad.append(r.body.decode().strip())
@@ -184,7 +167,7 @@ def test_idle_workers_are_not_stuck(upstream, proxy):
 
 def test_readyz_explains_each_check(upstream, proxy):
     tg = proxy(upstream)
-    r = admin(tg, "/readyz")
+    r = tg.admin("/readyz")
     assert r.status == 200, r
     assert r.header("content-type", "").startswith("application/json")
     doc = r.json()
@@ -200,7 +183,7 @@ def test_readyz_503_when_a_service_has_no_usable_node(upstream, proxy, dns_serve
     dns = dns_server({"node.test": ["127.0.0.1"]}, ttl=1)  # never.test gets NXDOMAIN
     tg = proxy(upstream, dns={"servers": [dns.server], "timeout": "300ms", "min_ttl": "1s"},
                services={"ghost": service("http://never.test:80")})
-    r = admin(tg, "/readyz")
+    r = tg.admin("/readyz")
     assert r.status == 503, r
     doc = r.json()
     assert doc["ready"] is False
@@ -211,16 +194,16 @@ def test_readyz_503_when_a_service_has_no_usable_node(upstream, proxy, dns_serve
     assert nodes["services"]["ghost"] == {"usable": 0, "nodes": 1}, nodes
     assert nodes["services"]["backend"] == {"usable": 1, "nodes": 1}, nodes
     assert dns.count("never.test") >= 1
-    assert admin(tg, "/healthz").status == 200, "liveness does not depend on readiness"
-    st = admin(tg, "/status").json()
+    assert tg.admin("/healthz").status == 200, "liveness does not depend on readiness"
+    st = tg.admin("/status").json()
     ghost = [s for s in st["services"] if s["name"] == "ghost"][0]
     assert ghost["nodes"][0]["state"] != "up", ghost
 
     # The name starts resolving: the service becomes usable and tollgate ready.
     dns.records["never.test."] = ["127.0.0.1"]
-    wait_until(lambda: admin(tg, "/readyz").status == 200, 10, interval=0.2,
+    wait_until(lambda: tg.admin("/readyz").status == 200, 10, interval=0.2,
                what="/readyz to turn 200 once the name resolves")
-    nodes = admin(tg, "/readyz").json()["checks"]["usable_nodes"]
+    nodes = tg.admin("/readyz").json()["checks"]["usable_nodes"]
     assert nodes["ok"] is True and nodes["services"]["ghost"]["usable"] == 1, nodes
 
 
@@ -266,17 +249,17 @@ def test_status_shape_and_node_counters(upstreams, tollgate):
             return s[0]["nodes"][0]
 
         st = wait_until(lambda: (lambda s: s if node(s, "slow")["in_flight"] == 1 else None)(
-            admin(tg, "/status").json()), 5, interval=0.05, what="in_flight 1 on the slow node")
+            tg.admin("/status").json()), 5, interval=0.05, what="in_flight 1 on the slow node")
         assert node(st, "slow")["requests"] == 0, "a request counts when it ends"
     finally:
         gate.set()
         t.join(15)
     assert result["r"].status == 200
     # Node counters are updated just after the response is written: poll for the slow one.
-    wait_until(lambda: node(admin(tg, "/status").json(), "slow")["requests"] == 1, 5,
+    wait_until(lambda: node(tg.admin("/status").json(), "slow")["requests"] == 1, 5,
                interval=0.05, what="the slow node's request to be counted")
 
-    r = admin(tg, "/status")
+    r = tg.admin("/status")
     assert r.status == 200 and r.header("content-type", "").startswith("application/json")
     st = r.json()
     assert set(st) >= {"version", "uptime_seconds", "started_at", "workers", "draining", "config",
@@ -310,9 +293,9 @@ def test_status_shape_and_node_counters(upstreams, tollgate):
     tg.config["routes"].append({"name": "g", "match": {"path": "/g/"}, "service": "fast"})
     tg.write_config()
     time.sleep(0.01)
-    rr = admin(tg, "/reload", method="POST")
+    rr = tg.admin("/reload", method="POST")
     assert rr.status == 200, rr
-    st2 = admin(tg, "/status").json()
+    st2 = tg.admin("/status").json()
     assert st2["config"]["hash"] == rr.json()["hash"] != cfg["hash"]
     assert st2["config"]["reloads"] == {"ok": 1, "failed": 0}
     assert st2["config"]["loaded_at"] >= cfg["loaded_at"]

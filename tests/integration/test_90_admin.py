@@ -5,39 +5,27 @@ import signal
 import threading
 import time
 
-from tglib import Client, prom, response
+from tglib import Client, response
 
 
-def admin_addr(tg):
-    host, port = tg.config["admin"]["addr"].rsplit(":", 1)
-    return (host, int(port))
 
 
-def admin_get(tg, path):
-    with Client(admin_addr(tg)) as c:
-        return c.get(path, host="admin")
 
 
-def metrics(tg):
-    """/metrics through the strict text-format parser of tglib.prom."""
-    r = admin_get(tg, "/metrics")
-    assert r.status == 200, r
-    assert r.header("content-type", "").startswith("text/plain"), r
-    return prom.parse(r.body)
 
 
 def test_healthz_and_readyz(upstream, proxy):
     tg = proxy(upstream)
-    r = admin_get(tg, "/healthz")
+    r = tg.admin("/healthz")
     assert r.status == 200, r
-    r = admin_get(tg, "/readyz")
+    r = tg.admin("/readyz")
     assert r.status == 200, r
     assert r.json().get("ready") is True, r
 
 
 def test_admin_unknown_path_404(upstream, proxy):
     tg = proxy(upstream)
-    r = admin_get(tg, "/nope")
+    r = tg.admin("/nope")
     assert r.status == 404
     assert r.json()["error"]["status"] == 404
 
@@ -69,7 +57,7 @@ def test_readyz_503_while_draining(upstreams, proxy):
     up.wait_requests(1)
     tg.signal(signal.SIGTERM)
     time.sleep(0.2)
-    r = admin_get(tg, "/readyz")
+    r = tg.admin("/readyz")
     t.join(5)
     assert r.status == 503, f"/readyz while draining: {r!r}"
     assert done["r"].status == 200
@@ -78,14 +66,14 @@ def test_readyz_503_while_draining(upstreams, proxy):
 def test_metrics_count_traffic(upstreams, proxy):
     up = upstreams()
     tg = proxy(up, limits={"max_request_line": "1kb"})
-    before = metrics(tg)
+    before = tg.metrics()
     with Client(tg.addr) as c:
         for _ in range(3):
             assert c.get("/").status == 200
     with Client(tg.addr) as c:
         c.send(b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
         assert c.response().status == 414
-    after = metrics(tg)
+    after = tg.metrics()
 
     def delta(name, **labels):
         return after.sum(name, **labels) - before.sum(name, **labels)

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+from . import prom
+from .client import Client
 from .net import can_connect, free_port
 
 BIN = os.environ.get("TOLLGATE_BIN") or os.path.join(
@@ -141,6 +143,24 @@ class Tollgate:
             return a[5:]
         host, port = a.rsplit(":", 1)
         return (host.strip("[]"), int(port))
+
+    @property
+    def admin_addr(self):
+        host, port = self.config["admin"]["addr"].rsplit(":", 1)
+        return (host.strip("[]"), int(port))
+
+    def admin(self, path, method="GET", timeout=10):
+        """One request to the admin listener (POST with an empty body)."""
+        kw = {"body": b""} if method == "POST" else {}
+        with Client(self.admin_addr, timeout=timeout) as c:
+            return c.get(path, host="admin", method=method, **kw)
+
+    def metrics(self):
+        """/metrics through the strict text-format parser of tglib.prom."""
+        r = self.admin("/metrics")
+        assert r.status == 200, r
+        assert r.header("content-type", "").startswith("text/plain"), r
+        return prom.parse(r.body)
 
     @property
     def pid(self):
