@@ -35,18 +35,69 @@ struct tg_listen_conf {
 enum tg_scheme { TG_SCHEME_HTTP, TG_SCHEME_HTTPS, TG_SCHEME_UNIX };
 
 struct tg_node_conf {
-    const char *url;       /* as written, after ${VAR} expansion */
-    uint8_t scheme;        /* enum tg_scheme */
-    const char *host;      /* host name or IP literal without brackets; NULL for unix */
-    uint16_t port;         /* default 80 / 443 */
-    bool host_is_ip;       /* host is an IP literal: no DNS needed */
-    struct tg_addr addr;   /* resolved at load time when host_is_ip or unix */
-    const char *authority; /* "host[:port]" as it goes in Host when the route does not set one */
-    const char *base_path; /* path of the URL without trailing slash, "" when none */
-    uint32_t weight;       /* default 1 */
-    uint32_t tier;         /* default 0 */
+    const char *url;          /* as written, after ${VAR} expansion */
+    uint8_t scheme;           /* enum tg_scheme */
+    const char *host;         /* host name or IP literal without brackets; NULL for unix */
+    uint16_t port;            /* default 80 / 443 */
+    bool host_is_ip;          /* host is an IP literal: no DNS needed */
+    struct tg_addr addr;      /* resolved at load time when host_is_ip or unix */
+    const char *authority;    /* "host[:port]" as it goes in Host when the route does not set one */
+    const char *base_path;    /* path of the URL without trailing slash, "" when none */
+    uint32_t weight;          /* default 1 */
+    uint32_t tier;            /* default 0 */
+    uint32_t max_connections; /* per instance, 0 = unlimited: a node at its limit is skipped */
     struct tg_conf_pos pos;
 };
+
+/* A set of HTTP status codes (100..599), as a bitmap. */
+struct tg_status_set {
+    uint64_t bits[10];
+};
+
+static inline bool tg_status_in(const struct tg_status_set *s, int status)
+{
+    return status >= 0 && status < 640 && (s->bits[status >> 6] >> (status & 63)) & 1;
+}
+
+enum tg_probe_kind { TG_PROBE_NONE, TG_PROBE_HTTP, TG_PROBE_JSONRPC };
+
+/* health: active probes (run by the control thread) and passive outlier ejection. */
+struct tg_health_conf {
+    uint8_t probe;           /* enum tg_probe_kind; TG_PROBE_NONE when health.active is absent */
+    tg_msec_t interval;      /* active.interval, 5s */
+    tg_msec_t timeout;       /* active.timeout, 2s */
+    uint32_t rise, fall;     /* active.rise 2, active.fall 3 */
+    const char *http_method; /* active.http.method, GET */
+    const char *http_path;   /* active.http.path, / */
+    struct tg_status_set expect;   /* active.http.expect, 2xx */
+    const char *rpc_method;        /* active.jsonrpc.method, eth_blockNumber */
+    uint64_t max_block_lag;        /* active.jsonrpc.max_block_lag, 5; 0 = no lag check */
+    bool syncing;                  /* active.jsonrpc.syncing: also probe eth_syncing */
+    tg_msec_t stall_after;         /* active.jsonrpc.stall_after, 60s */
+    bool passive;                  /* passive.enabled, true */
+    uint32_t consecutive_failures; /* passive.consecutive_failures, 5 */
+    tg_msec_t base_ejection;       /* passive.base_ejection, 30s */
+    tg_msec_t max_ejection;        /* passive.max_ejection, 5m */
+    uint32_t max_ejection_percent; /* passive.max_ejection_percent, 50 */
+    struct tg_status_set statuses; /* passive.statuses, 502 503 504 */
+    bool panic;                    /* health.panic: no usable node -> spread over all of them */
+    tg_msec_t slow_start;          /* health.slow_start, 0 = off */
+};
+
+enum tg_retry_on { TG_RETRY_CONNECT = 1, TG_RETRY_RESET = 2, TG_RETRY_TIMEOUT = 4 };
+
+struct tg_retry_conf {
+    uint32_t attempts;             /* retry.attempts, 2 (the first try included; 1 = none) */
+    uint32_t on;                   /* enum tg_retry_on bits of retry.on */
+    struct tg_status_set statuses; /* the status codes of retry.on */
+    double budget;                 /* retry.budget, 0.2 of requests over 10 s */
+    uint32_t budget_floor;         /* retry.min_per_second, 3 */
+    uint64_t buffer;               /* retry.buffer, 64kb: larger bodies are not replayed */
+    tg_msec_t backoff;             /* retry.backoff, 25ms: first delay bound, doubled per try */
+    tg_msec_t backoff_max;         /* retry.backoff_max, 250ms */
+};
+
+enum tg_hash_on { TG_HASH_CLIENT_IP, TG_HASH_PATH, TG_HASH_HEADER };
 
 enum tg_service_kind { TG_SERVICE_HTTP, TG_SERVICE_JSONRPC };
 enum tg_balance {
@@ -69,6 +120,11 @@ struct tg_service_conf {
     bool tls_verify;             /* tls.verify, default true */
     const char *tls_ca;          /* tls.ca: PEM bundle; NULL = system store */
     const char *tls_sni;         /* tls.sni: overrides the node's host name */
+    struct tg_health_conf health;
+    struct tg_retry_conf retry;
+    uint8_t hash_on;         /* hash.on (consistent_hash): enum tg_hash_on, client_ip */
+    const char *hash_header; /* hash.on: header:NAME */
+    double hash_load_factor; /* hash.load_factor, 1.25: bound of a node's share of in-flight */
     struct tg_conf_pos pos;
 };
 
@@ -82,6 +138,7 @@ struct tg_route_conf {
     const char *rewrite_path; /* template or NULL */
     const char *rewrite_host; /* template or NULL */
     uint64_t max_body;        /* 0 = limits.max_body */
+    bool idempotent;          /* requests may be retried after they reached a node */
     struct tg_conf_pos pos;
 };
 

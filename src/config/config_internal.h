@@ -129,6 +129,12 @@ void tg__conf_services(struct tg_conf_loader *ld, const struct tg_ynode *v, void
 void tg__conf_routes(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
 void tg__conf_check_top(struct tg_conf_loader *ld);
 void tg__conf_check_routes(struct tg_conf_loader *ld);
+extern const struct tg_conf_section tg__conf_health_section; /* resilience.c */
+extern const struct tg_conf_section tg__conf_retry_section;
+extern const struct tg_conf_section tg__conf_hash_section;
+void tg__conf_resilience_defaults(struct tg_service_conf *svc);
+void tg__conf_resilience_check(struct tg_conf_loader *ld, const struct tg_ynode *v,
+                               struct tg_service_conf *svc);
 
 /* Parses a node URL (http://, https://, unix:) into node; returns 0 or -1 with err set and
  * *err_off at the offending byte. Exposed for the unit tests. */

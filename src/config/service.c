@@ -13,6 +13,8 @@
 
 #define SVC(field) offsetof(struct tg_service_conf, field)
 #define DAY_MS     86400000ull
+/* upstream.h TG_MAX_NODES: the balancer tracks tried nodes in a fixed bitmap */
+#define TG_CONF_MAX_NODES 256
 
 static bool is_host_char(char c)
 {
@@ -232,6 +234,11 @@ static const struct tg_conf_key node_keys[] = {
      .offset = offsetof(struct tg_node_conf, tier),
      .def = "0",
      .max = 255},
+    {.name = "max_connections",
+     .type = TG_CT_UINT32,
+     .offset = offsetof(struct tg_node_conf, max_connections),
+     .def = "0",
+     .max = 10000000},
 };
 static const struct tg_conf_section node_section = TG_CONF_SECTION("a node", node_keys);
 
@@ -274,6 +281,9 @@ static void parse_nodes(struct tg_conf_loader *ld, const struct tg_ynode *v, voi
         urls[i] = n->url ? n->url : tg_conf_arena_printf(ld->a, "\x01%zu", i);
     }
     svc->num_nodes = i;
+    if (i > TG_CONF_MAX_NODES)
+        tg__conf_error(ld, v, "nodes: a service has at most %d nodes, this one has %zu",
+                       TG_CONF_MAX_NODES, i);
     tg__conf_find_dups(urls, i, dup_node, &d);
 }
 
@@ -339,8 +349,12 @@ static const struct tg_conf_key service_keys[] = {
     {.name = "timeouts", .type = TG_CT_SECTION, .sub = &timeouts_section},
     {.name = "pool", .type = TG_CT_SECTION, .sub = &pool_section},
     {.name = "tls", .type = TG_CT_SECTION, .sub = &svc_tls_section},
-    {.name = "health", .type = TG_CT_LATER, .later = "active and passive health checks"},
-    {.name = "retry", .type = TG_CT_LATER, .later = "retries on another node"},
+    {.name = "health",
+     .type = TG_CT_SECTION,
+     .offset = SVC(health),
+     .sub = &tg__conf_health_section},
+    {.name = "retry", .type = TG_CT_SECTION, .offset = SVC(retry), .sub = &tg__conf_retry_section},
+    {.name = "hash", .type = TG_CT_SECTION, .sub = &tg__conf_hash_section},
     {.name = "concurrency", .type = TG_CT_LATER, .later = "per-service concurrency limits"},
 };
 static const struct tg_conf_section service_section = TG_CONF_SECTION("a service", service_keys);
@@ -388,7 +402,11 @@ void tg__conf_services(struct tg_conf_loader *ld, const struct tg_ynode *v, void
         svc->pos = (struct tg_conf_pos){ld->file, c->key->line, c->key->col};
         tg__conf_check_name(ld, c->key, "a service");
         tg__conf_defaults(ld, &service_section, svc);
-        if (!tg__conf_section(ld, &service_section, c, svc) || tls == NULL)
+        tg__conf_resilience_defaults(svc);
+        if (!tg__conf_section(ld, &service_section, c, svc))
+            continue;
+        tg__conf_resilience_check(ld, c, svc);
+        if (tls == NULL)
             continue;
         for (size_t k = 0; k < svc->num_nodes; k++)
             if (svc->nodes[k].scheme == TG_SCHEME_HTTPS || svc->nodes[k].url == NULL)

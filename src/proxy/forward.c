@@ -13,8 +13,10 @@
  */
 #include <arpa/inet.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/core.h"
+#include "core/hash.h"
 #include "obs/trace.h"
 #include "proxy/proxy.h"
 
@@ -22,6 +24,10 @@
 #define TG_CHUNK_MAX_TRAILERS (16 * 1024)
 
 static bool tg__txn_flush(struct tg_txn *t);
+static bool tg__txn_retry_elsewhere(struct tg_txn *t, enum tg_fail why, int status,
+                                    const char *msg);
+static void tg__txn_attempt_failed(struct tg_txn *t, enum tg_fail why, int status, const char *msg);
+static void tg__txn_buffer_body(struct tg_txn *t);
 
 struct tg_txn *tg_txn_new(struct tg_conn *c)
 {
@@ -68,6 +74,7 @@ void tg_txn_free(struct tg_txn *t)
 {
     struct tg_worker *w = t->conn->worker;
 
+    tg_timer_disarm(&t->retry_timer);
     if (t->up != NULL) {
         tg_upconn_close(t->up);
         t->up = NULL;
@@ -77,12 +84,6 @@ void tg_txn_free(struct tg_txn *t)
     tg_worker_runtime_done(w, t->rt);
     t->next_free = w->free_txns;
     w->free_txns = t;
-}
-
-static bool tg__is_idempotent(int method)
-{
-    return method == TG_METHOD_GET || method == TG_METHOD_HEAD || method == TG_METHOD_PUT ||
-           method == TG_METHOD_DELETE || method == TG_METHOD_OPTIONS || method == TG_METHOD_TRACE;
 }
 
 const char *tg_conn_peer_text(struct tg_conn *c)
@@ -342,26 +343,18 @@ static void tg__req_body_sent(struct tg_txn *t, size_t n)
         tg_timer_disarm(&t->conn->timer);
 }
 
-static void tg__txn_fail(struct tg_txn *t, int status, const char *code, const char *msg)
-{
-    struct tg_worker_stats *st = &t->conn->worker->stats;
-
-    if (status == 502)
-        st->upstream_bad_responses++;
-    tg_txn_respond_error(t, status, code, msg);
-}
-
 /* A fresh connection replaces a pooled one that the node had closed before our request reached
- * it. Only safe without a body (nothing else is kept for replay) and for idempotent methods. */
-static bool tg__txn_retry(struct tg_txn *t)
+ * it: the same attempt on the same node, not a retry. Only for requests held whole (no body, or
+ * a buffered one) that may be repeated. */
+static bool tg__txn_stale_retry(struct tg_txn *t)
 {
     struct tg_worker *w = t->conn->worker;
     struct tg_upconn *u = t->up;
     int err = 0;
 
-    if (!u->reused || t->retried || t->req.body_kind != TG_BODY_NONE ||
-        !tg__is_idempotent(t->req.method_id) || t->res_state != TG_RES_WAIT ||
-        (u->in != NULL && tg_buf_len(u->in) > 0))
+    if (u == NULL || !u->reused || t->retried || !t->replay ||
+        !(tg_method_idempotent(t->req.method_id) || t->route->idempotent) ||
+        t->res_state != TG_RES_WAIT || (u->in != NULL && tg_buf_len(u->in) > 0))
         return false;
     tg_upconn_close(u);
     t->up = NULL;
@@ -396,19 +389,23 @@ static bool tg__txn_send(struct tg_txn *t)
         if (n == TG_AGAIN)
             return false;
         if (n < 0) {
-            if (tg__txn_retry(t))
-                return true;
-            c->worker->stats.upstream_connect_errors++;
-            tg__txn_fail(t, 502, "upstream_reset", "the upstream connection failed");
+            tg_txn_upstream_error(t, TG_FAIL_RESET, 502, "upstream_reset",
+                                  "the upstream connection failed");
             return true;
         }
+        t->sent |= n > 0;
         tg_iov_advance(&iov, &cnt, (size_t)n);
         t->req_out.off = t->req_out.cnt - cnt;
         if (cnt > 0)
             return n > 0;
-        /* the head is out: its bytes and the body bytes sent with it leave the client buffer */
+        /* the head is out: its bytes and the body bytes sent with it leave the client buffer,
+         * unless the request is held whole for a retry */
         if (t->req.body_kind == TG_BODY_NONE) {
             t->req_state = TG_REQ_DONE;
+        } else if (t->keep_in != 0) {
+            t->req_body_bytes = t->req.content_length;
+            t->req_state = TG_REQ_DONE;
+            tg_timer_disarm(&c->timer);
         } else {
             in->start += t->head_len + t->req_body_out;
             t->req_state = TG_REQ_BODY;
@@ -454,9 +451,11 @@ static bool tg__txn_send(struct tg_txn *t)
             if (n == TG_AGAIN)
                 return false;
             if (n < 0) {
-                tg__txn_fail(t, 502, "upstream_reset", "the upstream connection failed");
+                tg_txn_upstream_error(t, TG_FAIL_RESET, 502, "upstream_reset",
+                                      "the upstream connection failed");
                 return true;
             }
+            t->sent = true;
             in->start += (size_t)n;
             if (t->req.body_kind == TG_BODY_CHUNKED)
                 t->req_scanned -= (size_t)n;
@@ -595,6 +594,9 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
     size_t avail = tg_buf_len(in) - head_len, consumed;
     ssize_t take;
 
+    if (tg_status_in(&t->svc->conf->retry.statuses, t->res.status) &&
+        tg__txn_retry_elsewhere(t, TG_FAIL_STATUS, t->res.status, NULL))
+        return; /* the node's answer is dropped; another node gets the request */
     if (!t->res.keep_alive)
         t->up_reusable = false;
     switch (t->res.body_kind) {
@@ -620,7 +622,8 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
     if (!t->req.keep_alive || c->worker->draining || t->req_state != TG_REQ_DONE)
         c->close_after = true;
     if (tg__txn_compose_response(t, head, head_len) != 0) {
-        tg__txn_fail(t, 502, "bad_response", "the upstream response head is too large");
+        tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
+                              "the upstream response head is too large");
         return;
     }
     t->status = t->res.status;
@@ -628,7 +631,8 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
     c->worker->stats.responses_by_class[t->status / 100 < 6 ? t->status / 100 : 0]++;
     take = tg__res_body_take(t, body, avail, &consumed);
     if (take < 0) {
-        tg__txn_fail(t, 502, "bad_response", "invalid upstream response framing");
+        tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
+                              "invalid upstream response framing");
         return;
     }
     if (take > 0)
@@ -655,7 +659,8 @@ static bool tg__txn_recv(struct tg_txn *t)
     if (tg_buf_room(in) == 0) {
         tg_buf_compact(in);
         if (tg_buf_room(in) == 0) {
-            tg__txn_fail(t, 502, "bad_response", "the upstream response head is too large");
+            tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
+                                  "the upstream response head is too large");
             return true;
         }
     }
@@ -663,12 +668,10 @@ static bool tg__txn_recv(struct tg_txn *t)
     if (n == TG_AGAIN)
         return false;
     if (n <= 0) {
-        if (t->res_state == TG_RES_WAIT) {
-            if (tg_buf_len(in) == 0 && tg__txn_retry(t))
-                return true;
-            tg__txn_fail(t, 502, "upstream_closed",
-                         "the upstream closed the connection before answering");
-        } else if (t->res_close && n == 0) {
+        if (t->res_state == TG_RES_WAIT)
+            tg_txn_upstream_error(t, TG_FAIL_RESET, 502, "upstream_closed",
+                                  "the upstream closed the connection before answering");
+        else if (t->res_close && n == 0) {
             t->res_end = true;
             t->up_reusable = false;
         } else {
@@ -685,13 +688,15 @@ static bool tg__txn_recv(struct tg_txn *t)
             if (n == TG_H1_INCOMPLETE)
                 return true;
             if (n == TG_H1_INVALID) {
-                tg__txn_fail(t, 502, "bad_response", "the upstream sent an invalid response");
+                tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
+                                      "the upstream sent an invalid response");
                 return true;
             }
             if (t->res.status >= 200)
                 break;
             if (t->res.status == 101) {
-                tg__txn_fail(t, 502, "bad_response", "unexpected protocol switch");
+                tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
+                                      "unexpected protocol switch");
                 return true;
             }
             in->start += (size_t)n; /* interim responses are not relayed */
@@ -793,6 +798,10 @@ void tg_txn_run(struct tg_txn *t)
 {
     struct tg_conn *c = t->conn;
 
+    if (t->buffering) {
+        tg__txn_buffer_body(t);
+        return;
+    }
     for (;;) {
         bool progress = false;
         struct tg_upconn *u;
@@ -824,6 +833,276 @@ void tg_txn_run(struct tg_txn *t)
     }
 }
 
+static uint64_t tg__txn_hash_key(const struct tg_txn *t)
+{
+    const struct tg_service_conf *sc = t->svc->conf;
+
+    if (sc->hash_on == TG_HASH_PATH) {
+        const char *q = memchr(t->scratch, '?', t->path_len);
+        return tg_hash64(t->scratch, q ? (size_t)(q - t->scratch) : t->path_len, 0);
+    }
+    if (sc->hash_on == TG_HASH_HEADER) {
+        size_t len = strlen(sc->hash_header);
+
+        for (size_t i = 0; i < t->req.num_headers; i++) {
+            const struct tg_http_header *h = &t->req.headers[i];
+
+            if (h->name.len == len && strncasecmp(h->name.base, sc->hash_header, len) == 0)
+                return tg_hash64(h->value.base, h->value.len, 0);
+        }
+    }
+    /* client_ip, and requests without the header */
+    return tg_hash64(&t->conn->peer.sin6_addr, sizeof(t->conn->peer.sin6_addr), 0);
+}
+
+static void tg__txn_prepare_pick(struct tg_txn *t)
+{
+    struct tg_worker *w = t->conn->worker;
+    const struct tg_service_conf *sc = t->svc->conf;
+
+    t->pick.worker = w->id;
+    t->member = -1;
+    if (sc->retry.attempts > 1)
+        tg_retry_note_request(t->svc, w->id, tg_loop_now_us(w->loop));
+    if (sc->balance == TG_BALANCE_CONSISTENT_HASH)
+        t->pick.key = tg__txn_hash_key(t);
+}
+
+static void tg__rebase(struct tg_str *s, uintptr_t from, size_t len, char *to)
+{
+    uintptr_t at = (uintptr_t)s->base;
+
+    if (s->base != NULL && at >= from && at < from + len)
+        s->base = to + (at - from);
+}
+
+/* Makes conn->in big enough to hold the whole request (keep_in bytes from its start); the
+ * parsed head points into it, so those pointers follow when the buffer moves. */
+static void tg__txn_hold_room(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+    uintptr_t from = (uintptr_t)c->in->base;
+    size_t len = c->in->cap;
+
+    if (c->in->start + t->keep_in <= c->in->cap)
+        return;
+    c->in = tg_buf_grow(c->in, c->in->start + t->keep_in);
+    tg__rebase(&t->req.method, from, len, c->in->base);
+    tg__rebase(&t->req.target, from, len, c->in->base);
+    tg__rebase(&t->req.host, from, len, c->in->base);
+    tg__rebase(&t->req.path, from, len, c->in->base);
+    for (size_t i = 0; i < t->req.num_headers; i++) {
+        tg__rebase(&t->req.headers[i].name, from, len, c->in->base);
+        tg__rebase(&t->req.headers[i].value, from, len, c->in->base);
+    }
+}
+
+/* "100 Continue" for a client that waits for it before sending its body; sent once. */
+static int tg__txn_continue(struct tg_txn *t)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    struct iovec iov = {(void *)cont, sizeof(cont) - 1};
+
+    if (t->expect_sent)
+        return 0;
+    t->expect_sent = true;
+    if (tg_sock_writev(&t->conn->sock, &iov, 1) != (ssize_t)iov.iov_len) {
+        tg_conn_abort(t->conn);
+        return -1;
+    }
+    return 0;
+}
+
+static void tg__txn_attempt(struct tg_txn *t, const struct tg_route_captures *caps);
+
+/* Reads the rest of a body kept for replay into conn->in, then starts the first attempt. */
+static void tg__txn_buffer_body(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+    struct tg_buf *in = c->in;
+
+    while (tg_buf_len(in) < t->keep_in) {
+        ssize_t n;
+
+        if (!c->sock.readable && !tg_sock_pending(&c->sock))
+            return;
+        n = tg_sock_read(&c->sock, in->base + in->end, in->cap - in->end);
+        if (n == TG_AGAIN)
+            return;
+        if (n <= 0) {
+            tg_conn_abort(c);
+            return;
+        }
+        in->end += (size_t)n;
+        tg_conn_arm(c, t->rt->cf->limits.body_timeout);
+    }
+    t->buffering = false;
+    tg_timer_disarm(&c->timer);
+    tg__txn_attempt(t, NULL);
+}
+
+/* Adds the body bytes already buffered to the request head's writev. Returns -1 when the
+ * transaction was answered instead. */
+static int tg__txn_body_iov(struct tg_txn *t)
+{
+    struct tg_buf *in = t->conn->in;
+    const char *body = in->base + in->start + t->head_len;
+    size_t avail = tg_buf_len(in) - t->head_len;
+    ssize_t take;
+
+    if (t->keep_in != 0) {
+        take = (ssize_t)t->req.content_length; /* held whole */
+    } else {
+        if (t->req.body_kind == TG_BODY_CHUNKED) {
+            /* a retry before anything was sent scans the same bytes again */
+            tg_h1_chunked_init(&t->req_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
+            t->req_body_end = false;
+        }
+        take = tg__req_body_take(t, body, avail);
+        if (take < 0) {
+            tg__txn_body_refused(t, take);
+            return -1;
+        }
+        if (t->req.body_kind == TG_BODY_CHUNKED)
+            t->req_scanned = t->head_len + (size_t)take;
+        if (t->req.expect_continue && avail == 0 && tg__txn_continue(t) != 0)
+            return -1;
+    }
+    if (take > 0)
+        t->req_out.iov[t->req_out.cnt++] = (struct iovec){(void *)body, (size_t)take};
+    t->req_body_out = (size_t)take;
+    return 0;
+}
+
+/* One attempt: the node picked (t->member, or a fresh pick for the first one), the request
+ * composed for it, a connection from the pool or a new one. */
+static void tg__txn_attempt(struct tg_txn *t, const struct tg_route_captures *caps)
+{
+    struct tg_conn *c = t->conn;
+    struct tg_worker *w = c->worker;
+    struct tg_service *svc = t->svc;
+    struct tg_str path = tg_str_make(t->scratch, t->path_len);
+    struct tg_route_captures again;
+    int err = 0;
+
+    t->pick.now_us = tg_loop_now_us(w->loop);
+    if (t->member < 0)
+        t->member = tg_balance_pick(svc, &t->pick);
+    if (t->member < 0) {
+        w->stats.no_usable_node++;
+        tg_txn_respond_error(t, 503, "no_usable_node",
+                             "no node of the service can take the request now");
+        return;
+    }
+    t->pick.tried[t->member >> 6] |= 1ull << (t->member & 63);
+    t->trial = t->pick.trial;
+    t->node = svc->members[t->member].node;
+    t->attempts++;
+    t->sent = false;
+    t->up_status = 0;
+    t->up_end_us = 0;
+    t->up_reusable = true;
+    t->res_out.off = t->res_out.cnt = 0;
+    t->res_body_out = 0;
+    if (caps == NULL) {
+        /* a later attempt: the captures of the route match are needed again for rewrites */
+        tg_router_match(t->rt->router, t->req.host, path, t->req.method_id, &again);
+        caps = &again;
+    }
+    if (tg__txn_compose_request(t, path, caps) != 0) {
+        tg_txn_respond_error(t, 400, "bad_request", "the rewritten request is invalid");
+        return;
+    }
+    if (t->req.body_kind != TG_BODY_NONE && tg__txn_body_iov(t) != 0)
+        return;
+    if (t->replay)
+        memcpy(t->res_out.iov, t->req_out.iov, (size_t)t->req_out.cnt * sizeof(struct iovec));
+    t->req_state = TG_REQ_HEAD;
+    t->up_start_us = tg_loop_now_us(w->loop);
+    t->node->w[w->id].in_flight++;
+    w->stats.upstream_requests++;
+    t->up = tg_upconn_get(w, t->node, &err);
+    if (t->up == NULL) {
+        tg_txn_upstream_error(t, TG_FAIL_CONNECT, 502, "upstream_unavailable",
+                              "cannot connect to the upstream");
+        return;
+    }
+    t->up->txn = t;
+    if (t->up->state == TG_UP_READY)
+        tg_txn_run(t);
+}
+
+/* The current attempt failed: its node's counters, latency penalty and passive health. */
+static void tg__txn_attempt_failed(struct tg_txn *t, enum tg_fail why, int status, const char *msg)
+{
+    struct tg_worker *w = t->conn->worker;
+    uint64_t now = tg_loop_now_us(w->loop);
+    bool node_ok = why == TG_FAIL_STATUS && !tg_status_in(&t->svc->conf->health.statuses, status);
+
+    if (t->up != NULL) {
+        tg_upconn_close(t->up);
+        t->up = NULL;
+    }
+    if (t->up_start_us == 0)
+        return;
+    {
+        struct tg_node_worker *nw = &t->node->w[w->id];
+
+        tg_metrics_upstream(&w->metrics, t->node->label, t->node->svc_label,
+                            why == TG_FAIL_STATUS ? (unsigned)status : 0, now - t->up_start_us);
+        nw->in_flight--;
+        nw->requests++;
+        if (!node_ok) {
+            nw->errors++;
+            /* a failing node must not look fast to p2c_ewma */
+            nw->ewma_us = nw->ewma_us * 2 + 1000;
+            nw->ewma_at = now;
+        }
+    }
+    t->up_start_us = 0;
+    if (!node_ok) {
+        if (why == TG_FAIL_STATUS)
+            tg_node_set_error(t->node, "answered %d", status);
+        else
+            tg_node_set_error(t->node, "%s", msg);
+    }
+    tg_node_report(t->svc, t->node, node_ok, t->trial, now, NULL);
+}
+
+static void tg__txn_on_retry(struct tg_loop *loop, struct tg_timer *timer)
+{
+    struct tg_txn *t = TG_CONTAINER_OF(timer, struct tg_txn, retry_timer);
+    struct tg_conn *c = t->conn;
+    bool outer = c->in_callback;
+
+    (void)loop;
+    c->in_callback = true;
+    tg__txn_attempt(t, NULL);
+    c->in_callback = outer;
+    tg_conn_reap(c);
+}
+
+/* Ends a failed attempt and schedules the next one on another node, when retry.on, safety, a
+ * node left and the budget all allow. Returns false, changing nothing, when they do not. */
+static bool tg__txn_retry_elsewhere(struct tg_txn *t, enum tg_fail why, int status, const char *msg)
+{
+    struct tg_worker *w = t->conn->worker;
+    int next;
+
+    if (!tg_retry_wanted(t, why, status))
+        return false;
+    t->pick.now_us = tg_loop_now_us(w->loop);
+    next = tg_balance_pick(t->svc, &t->pick);
+    if (next < 0 || !tg_retry_budget_take(t))
+        return false;
+    tg__txn_attempt_failed(t, why, status, msg);
+    t->member = next;
+    w->stats.retries[why]++;
+    tg_timer_arm(w->loop, &t->retry_timer, tg_retry_backoff(t->svc, w->id, t->attempts + 1u),
+                 tg__txn_on_retry);
+    return true;
+}
+
 /* W3C Trace Context: a single valid traceparent is forwarded as it is (with tracestate); an
  * invalid or repeated one is dropped with its tracestate and a new trace starts. */
 static void tg__txn_trace_header(struct tg_txn *t, const struct tg_http_header *h)
@@ -848,7 +1127,6 @@ void tg_txn_start(struct tg_txn *t)
     struct tg_route_captures caps;
     struct tg_str path;
     ssize_t n;
-    int err = 0;
 
     /* the header deadline is met; body and send deadlines are armed when they apply */
     tg_timer_disarm(&c->timer);
@@ -916,69 +1194,54 @@ void tg_txn_start(struct tg_txn *t)
         return;
     }
     t->svc = tg_upstreams_service(&rt->up, t->route->svc);
-    t->node = tg_service_pick(t->svc, &w->rr);
-    if (t->node == NULL) {
-        tg_txn_respond_error(t, 503, "no_node", "the service has no usable node");
-        return;
-    }
+    t->path_len = (uint16_t)n;
     t->req_remaining = t->req.content_length;
     if (t->req.body_kind == TG_BODY_CHUNKED)
         tg_h1_chunked_init(&t->req_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
-    if (tg__txn_compose_request(t, path, &caps) != 0) {
-        tg_txn_respond_error(t, 400, "bad_request", "the rewritten request is invalid");
-        return;
-    }
-    if (t->req.body_kind != TG_BODY_NONE) {
-        /* body bytes that arrived with the head go out in the same writev */
-        struct tg_buf *in = c->in;
-        const char *body = in->base + in->start + t->head_len;
-        size_t avail = tg_buf_len(in) - t->head_len;
-        ssize_t take = tg__req_body_take(t, body, avail);
-
-        if (take < 0) {
-            tg__txn_body_refused(t, take);
+    tg__txn_prepare_pick(t);
+    if (t->req.body_kind == TG_BODY_NONE) {
+        t->replay = true;
+    } else if (t->req.body_kind == TG_BODY_LENGTH && t->svc->conf->retry.attempts > 1 &&
+               t->req.content_length <= t->svc->conf->retry.buffer) {
+        /* small enough to keep for a retry: read it whole before the first attempt */
+        t->replay = true;
+        t->keep_in = t->head_len + t->req.content_length;
+        if (tg_buf_len(c->in) < t->keep_in) {
+            tg__txn_hold_room(t);
+            t->buffering = true;
+            t->req_state = TG_REQ_BODY;
+            if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len &&
+                tg__txn_continue(t) != 0)
+                return;
+            tg_conn_arm(c, rt->cf->limits.body_timeout);
+            tg__txn_buffer_body(t);
             return;
         }
-        if (t->req.body_kind == TG_BODY_CHUNKED)
-            t->req_scanned = t->head_len + (size_t)take;
-        if (take > 0)
-            t->req_out.iov[t->req_out.cnt++] = (struct iovec){(void *)body, (size_t)take};
-        t->req_body_out = (size_t)take;
-        if (t->req.expect_continue && avail == 0) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            struct iovec iov = {(void *)cont, sizeof(cont) - 1};
-
-            if (tg_sock_writev(&c->sock, &iov, 1) != (ssize_t)iov.iov_len) {
-                tg_conn_abort(c);
-                return;
-            }
-        }
     }
-    if (t->req.body_kind == TG_BODY_NONE)
-        memcpy(t->res_out.iov, t->req_out.iov, (size_t)t->req_out.cnt * sizeof(struct iovec));
-    t->up = tg_upconn_get(w, t->node, &err);
-    if (t->up == NULL) {
-        w->stats.upstream_connect_errors++;
-        tg_txn_respond_error(t, 502, "upstream_unavailable", "cannot connect to the upstream");
-        return;
-    }
-    t->up->txn = t;
-    t->req_state = TG_REQ_HEAD;
-    t->up_start_us = tg_loop_now_us(w->loop);
-    t->node->w[w->id].in_flight++;
-    w->stats.upstream_requests++;
-    if (t->up->state == TG_UP_READY)
-        tg_txn_run(t);
+    tg__txn_attempt(t, &caps);
 }
 
-/* Called by the upstream connection when it fails before or while answering. */
-void tg_txn_upstream_error(struct tg_txn *t, int status, const char *code, const char *msg)
+/* Called by the upstream connection (or the transaction itself) when an attempt fails before
+ * its response reached the client. */
+void tg_txn_upstream_error(struct tg_txn *t, enum tg_fail why, int status, const char *code,
+                           const char *msg)
 {
-    if (status == 504)
-        t->conn->worker->stats.upstream_timeouts++;
+    struct tg_worker_stats *st = &t->conn->worker->stats;
+
+    if (why == TG_FAIL_TIMEOUT)
+        st->upstream_timeouts++;
+    else if (why == TG_FAIL_BAD)
+        st->upstream_bad_responses++;
     else
-        t->conn->worker->stats.upstream_connect_errors++;
-    if (t->res_state == TG_RES_WAIT && status == 502 && tg__txn_retry(t))
+        st->upstream_connect_errors++;
+    if (t->res_state != TG_RES_WAIT || t->local_reply) {
+        tg_txn_respond_error(t, status, code, msg); /* too late: closes the client connection */
         return;
+    }
+    if (why == TG_FAIL_RESET && tg__txn_stale_retry(t))
+        return;
+    if (tg__txn_retry_elsewhere(t, why, status, msg))
+        return;
+    tg__txn_attempt_failed(t, why, status, msg);
     tg_txn_respond_error(t, status, code, msg);
 }

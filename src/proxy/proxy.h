@@ -94,8 +94,14 @@ struct tg_worker_stats {
     uint64_t upstream_bad_responses;
     uint64_t upstream_connections_opened;
     uint64_t upstream_reused;
+    uint64_t retries[4]; /* by enum tg_fail: connect_failure, reset, timeout, status */
+    uint64_t retry_budget_exhausted;
+    uint64_t no_usable_node; /* requests answered 503 because no node could take them */
     int64_t active_connections;
 };
+
+/* Why an attempt at a node failed (retry.on conditions; metric label order). */
+enum tg_fail { TG_FAIL_CONNECT, TG_FAIL_RESET, TG_FAIL_TIMEOUT, TG_FAIL_STATUS, TG_FAIL_BAD };
 
 enum tg_conn_phase {
     TG_CONN_HANDSHAKE, /* TLS handshake */
@@ -145,6 +151,7 @@ struct tg_upconn {
     uint32_t requests;
     uint8_t state; /* enum tg_up_state */
     bool reused;   /* came from the pool: a failure before any byte may be retried */
+    bool counted;  /* included in node->health.connections */
     bool in_callback;
     bool dead;  /* closing: freed once no callback runs on it */
     bool freed; /* in the worker's dead or free list */
@@ -197,7 +204,19 @@ struct tg_txn {
     size_t res_body_out; /* body bytes of up->in included in the pending response write */
 
     bool started; /* the head was parsed and the request counted: record it when it ends */
-    bool retried;
+    bool retried; /* a stale pooled connection was replaced (same node, not an attempt) */
+
+    /* attempts (retry.c): each retry goes to a node of t->pick not tried yet */
+    struct tg_pick pick;
+    int member;        /* the current attempt's member index in svc */
+    uint8_t attempts;  /* attempts started */
+    bool trial;        /* the current attempt is an ejected node's trial request */
+    bool sent;         /* bytes of the current attempt were written to the node */
+    bool replay;       /* the request can be sent again: no body, or all of it in conn->in */
+    bool buffering;    /* reading the whole (replayable) body before the first attempt */
+    uint16_t path_len; /* the normalised path at the start of scratch */
+    size_t keep_in;    /* bytes of conn->in the request holds until it ends */
+    struct tg_timer retry_timer; /* backoff before the next attempt */
     bool up_reusable; /* false once the node broke framing or sent bytes after its response */
     bool expect_sent;
     bool head_request;
@@ -340,7 +359,23 @@ void tg_upconn_release(struct tg_upconn *u, bool reusable);
 void tg_pool_close(struct tg_worker *w, struct tg_node *n);
 void tg_upconn_close(struct tg_upconn *u);
 void tg_upconn_arm(struct tg_upconn *u, tg_msec_t delay);
-void tg_txn_upstream_error(struct tg_txn *t, int status, const char *code, const char *msg);
+/* An attempt failed before its response was relayed: retried elsewhere when retry allows, else
+ * answered with status. */
+void tg_txn_upstream_error(struct tg_txn *t, enum tg_fail why, int status, const char *code,
+                           const char *msg);
+
+/* retry.c: the retry policy and budget */
+/* Counts a request towards the service's retry budget window. */
+void tg_retry_note_request(struct tg_service *svc, uint32_t worker, uint64_t now_us);
+bool tg_method_idempotent(int method);
+/* Whether an attempt that failed for why (status for TG_FAIL_STATUS) should be retried:
+ * attempts left, the condition in retry.on, and safe to send again (nothing reached the node,
+ * or the request is held whole and idempotent by method or by route). */
+bool tg_retry_wanted(const struct tg_txn *t, enum tg_fail why, int status);
+/* Takes one retry from the service's budget; false (and counted) when it is spent. */
+bool tg_retry_budget_take(struct tg_txn *t);
+/* The delay before attempt number `attempt` (2 = first retry): jittered exponential backoff. */
+tg_msec_t tg_retry_backoff(struct tg_service *svc, uint32_t worker, unsigned attempt);
 
 /* runtime.c */
 /* Builds a snapshot of cf for num_workers workers, reusing the unchanged nodes of prev (the

@@ -77,11 +77,22 @@ void tg_txn_record(struct tg_txn *t)
                             up);
         nw->in_flight--;
         nw->requests++;
-        if (t->up_status == 0 || t->up_status >= 500)
+        if (t->up_status == 0 || t->up_status >= 500) {
             nw->errors++;
-        else
+        } else {
             nw->ewma_us =
                 nw->ewma_us ? nw->ewma_us + (uint64_t)((int64_t)(up - nw->ewma_us) / 8) : up;
+            nw->ewma_at = now;
+        }
+        /* a node that answered is judged by its status; one that had not answered yet when the
+         * client left is not judged at all */
+        if (t->up_status != 0) {
+            bool ok = !tg_status_in(&t->svc->conf->health.statuses, t->up_status);
+
+            if (!ok)
+                tg_node_set_error(t->node, "answered %d", t->up_status);
+            tg_node_report(t->svc, t->node, ok, t->trial, now, NULL);
+        }
     }
     if (w->access != NULL && rt->cf->access_log &&
         (status >= 400 || dur >= rt->access_slow_us || rt->access_sample == UINT64_MAX ||

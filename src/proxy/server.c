@@ -344,7 +344,9 @@ void tg_conn_txn_done(struct tg_conn *c)
     struct tg_txn *t = c->txn;
     bool keep = !c->close_after && t->req.keep_alive && t->req_state == TG_REQ_DONE && !w->draining;
 
-    if (t->req_state == TG_REQ_DONE && t->req.body_kind == TG_BODY_NONE && c->in != NULL)
+    if (t->req_state == TG_REQ_DONE && c->in != NULL && t->keep_in != 0)
+        c->in->start += t->keep_in; /* a body held for replay */
+    else if (t->req_state == TG_REQ_DONE && t->req.body_kind == TG_BODY_NONE && c->in != NULL)
         c->in->start += t->head_len;
     tg_txn_free(t);
     c->txn = NULL;

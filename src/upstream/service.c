@@ -1,11 +1,18 @@
 /*
- * Services and nodes of a configuration snapshot, node addresses (static or from the DNS
- * cache), and the interim node choice: round robin over the lowest tier.
+ * Services and nodes of a configuration snapshot: node objects reused across reloads, the
+ * per-worker balancer state, the consistent-hash ring, and node addresses (static or from the
+ * DNS cache).
  */
+
+/* Ring points per node of the smallest weight; heavier nodes get more, up to a ratio. */
+#define TG_RING_POINTS    160
+#define TG_RING_MAX_RATIO 16
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/core.h"
+#include "core/hash.h"
 #include "net/dns.h"
 #include "net/tls.h"
 #include "obs/metrics.h"
@@ -43,6 +50,8 @@ static struct tg_node *tg__node_new(struct tg_config *cf, const struct tg_servic
     struct tg_node *n = tg_calloc_aligned(64, sizeof(*n) + num_workers * sizeof(n->w[0]));
 
     atomic_init(&n->refs, 1);
+    pthread_mutex_init(&n->health.lock, NULL);
+    atomic_init(&n->health.usable_at, 0);
     n->cf = tg_config_take(cf);
     n->conf = nc;
     n->service = sc->name;
@@ -58,6 +67,54 @@ static struct tg_node *tg__node_new(struct tg_config *cf, const struct tg_servic
     if (nc->scheme != TG_SCHEME_UNIX && !nc->host_is_ip)
         n->dns = tg_dns_register(dns, nc->host, nc->port);
     return n;
+}
+
+static int tg__point_cmp(const void *a, const void *b)
+{
+    const struct tg_hash_point *x = a, *y = b;
+
+    return x->hash < y->hash ? -1 : x->hash > y->hash;
+}
+
+/* The consistent-hash ring: points per node in proportion to its weight (bounded), placed by
+ * hashing the node's URL, so a node keeps its keys across reloads and restarts. */
+static void tg__service_ring(struct tg_service *svc)
+{
+    uint32_t min_w = UINT32_MAX;
+    size_t k = 0;
+
+    for (size_t i = 0; i < svc->num_nodes; i++)
+        if (svc->members[i].conf->weight < min_w)
+            min_w = svc->members[i].conf->weight;
+    for (size_t i = 0; i < svc->num_nodes; i++) {
+        uint32_t r = svc->members[i].conf->weight / min_w;
+        svc->ring_len += TG_RING_POINTS * (r < TG_RING_MAX_RATIO ? r : TG_RING_MAX_RATIO);
+    }
+    svc->ring = tg_calloc(svc->ring_len, sizeof(*svc->ring));
+    for (size_t i = 0; i < svc->num_nodes; i++) {
+        const char *url = svc->members[i].conf->url;
+        uint32_t r = svc->members[i].conf->weight / min_w;
+        size_t points = TG_RING_POINTS * (r < TG_RING_MAX_RATIO ? r : TG_RING_MAX_RATIO);
+
+        for (size_t j = 0; j < points; j++) {
+            uint64_t h = tg_hash64(url, strlen(url), j + 1);
+            svc->ring[k++] = (struct tg_hash_point){h, (uint32_t)i};
+        }
+    }
+    qsort(svc->ring, svc->ring_len, sizeof(*svc->ring), tg__point_cmp);
+}
+
+static void tg__service_workers(struct tg_service *svc, size_t num_workers)
+{
+    svc->w = tg_calloc_aligned(64, num_workers * sizeof(*svc->w));
+    for (size_t i = 0; i < num_workers; i++) {
+        svc->w[i].rng = tg_hash64(svc->conf->name, strlen(svc->conf->name), i + 1) | 1;
+        svc->w[i].rr = (uint32_t)i;
+        if (svc->conf->balance == TG_BALANCE_ROUND_ROBIN)
+            svc->w[i].smooth = tg_calloc(svc->num_nodes, sizeof(*svc->w[i].smooth));
+    }
+    if (svc->conf->balance == TG_BALANCE_CONSISTENT_HASH)
+        tg__service_ring(svc);
 }
 
 static int tg__service_init(struct tg_upstreams *u, struct tg_service *svc, struct tg_config *cf,
@@ -113,6 +170,7 @@ static int tg__service_init(struct tg_upstreams *u, struct tg_service *svc, stru
         svc->members[i] = (struct tg_member){n, nc};
         u->nodes[u->num_nodes++] = n;
     }
+    tg__service_workers(svc, num_workers);
     return 0;
 }
 
@@ -127,6 +185,7 @@ int tg_upstreams_init(struct tg_upstreams *u, struct tg_config *cf, struct tg_dn
     u->nodes = tg_calloc(total ? total : 1, sizeof(*u->nodes));
     u->services = tg_calloc(cf->num_services ? cf->num_services : 1, sizeof(*u->services));
     u->num_services = cf->num_services;
+    u->num_workers = num_workers;
     for (size_t i = 0; i < cf->num_services; i++) {
         if (tg__service_init(u, &u->services[i], cf, &cf->services[i], dns, prev, num_workers, err,
                              errlen) != 0)
@@ -140,6 +199,12 @@ void tg_upstreams_dispose(struct tg_upstreams *u)
     for (size_t i = 0; i < u->num_nodes; i++)
         tg_node_drop(u->nodes[i]);
     for (size_t i = 0; i < u->num_services; i++) {
+        struct tg_service *svc = &u->services[i];
+
+        for (size_t k = 0; svc->w != NULL && k < u->num_workers; k++)
+            free(svc->w[k].smooth);
+        free(svc->w);
+        free(svc->ring);
         free(u->services[i].members);
         if (u->services[i].tls != NULL)
             tg_tls_ctx_free(u->services[i].tls);
@@ -170,6 +235,7 @@ void tg_node_drop(struct tg_node *n)
         return;
     if (n->tls != NULL)
         tg_tls_ctx_free(n->tls);
+    pthread_mutex_destroy(&n->health.lock);
     tg_config_drop(n->cf);
     free(n);
 }
@@ -182,36 +248,6 @@ struct tg_service *tg_upstreams_service(const struct tg_upstreams *u,
             return &u->services[i];
     }
     return NULL;
-}
-
-struct tg_node *tg_service_pick(struct tg_service *svc, uint32_t *rr)
-{
-    uint32_t tier = UINT32_MAX, count = 0, pick;
-
-    if (svc == NULL || svc->num_nodes == 0)
-        return NULL;
-    if (svc->num_nodes == 1)
-        return svc->members[0].node;
-    for (size_t i = 0; i < svc->num_nodes; i++) {
-        uint32_t t = svc->members[i].conf->tier;
-        if (t < tier) {
-            tier = t;
-            count = 0;
-        }
-        if (t == tier)
-            count += svc->members[i].conf->weight ? svc->members[i].conf->weight : 1;
-    }
-    pick = (*rr)++ % count;
-    for (size_t i = 0; i < svc->num_nodes; i++) {
-        uint32_t wgt = svc->members[i].conf->weight ? svc->members[i].conf->weight : 1;
-
-        if (svc->members[i].conf->tier != tier)
-            continue;
-        if (pick < wgt)
-            return svc->members[i].node;
-        pick -= wgt;
-    }
-    return svc->members[0].node;
 }
 
 int tg_node_address(const struct tg_node *n, uint32_t rr, struct tg_addr *out)

@@ -24,6 +24,9 @@ static void tg__upconn_free(struct tg_upconn *u)
     if (u->freed)
         return;
     u->freed = true;
+    if (u->counted)
+        atomic_fetch_sub_explicit(&u->node->health.connections, 1, memory_order_relaxed);
+    u->counted = false;
     tg_timer_disarm(&u->timer);
     tg_sock_close(&u->sock);
     tg_buf_put(&w->bufs, u->in);
@@ -75,10 +78,10 @@ static void tg__upconn_on_timer(struct tg_loop *loop, struct tg_timer *timer)
         u->in_callback = true;
         c->in_callback = true;
         if (u->state == TG_UP_CONNECTING || u->state == TG_UP_HANDSHAKE)
-            tg_txn_upstream_error(t, 502, "upstream_connect_timeout",
+            tg_txn_upstream_error(t, TG_FAIL_CONNECT, 502, "upstream_connect_timeout",
                                   "the upstream did not accept the connection in time");
         else if (t->res_state == TG_RES_WAIT)
-            tg_txn_upstream_error(t, 504, "upstream_timeout",
+            tg_txn_upstream_error(t, TG_FAIL_TIMEOUT, 504, "upstream_timeout",
                                   "the upstream did not answer in time");
         else
             tg_conn_abort(c);
@@ -116,7 +119,8 @@ static void tg__upconn_connected(struct tg_upconn *u)
     socklen_t len = sizeof(soerr);
 
     if (getsockopt(u->sock.watch.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
-        tg_txn_upstream_error(t, 502, "upstream_connect_failed", "cannot connect to the upstream");
+        tg_txn_upstream_error(t, TG_FAIL_CONNECT, 502, "upstream_connect_failed",
+                              "cannot connect to the upstream");
         return;
     }
     u->state = u->sock.ssl != NULL ? TG_UP_HANDSHAKE : TG_UP_READY;
@@ -157,7 +161,7 @@ static void tg__upconn_on_event(struct tg_loop *loop, struct tg_watch *watch, un
         if (rc == TG_AGAIN)
             goto out;
         if (rc != TG_OK) {
-            tg_txn_upstream_error(t, 502, "upstream_tls_failed",
+            tg_txn_upstream_error(t, TG_FAIL_CONNECT, 502, "upstream_tls_failed",
                                   "the TLS handshake with the upstream failed");
             goto out;
         }
@@ -220,6 +224,8 @@ static int tg__upconn_open(struct tg_worker *w, struct tg_node *n, struct tg_upc
         tg_sock_close(&u->sock);
         return -EIO;
     }
+    u->counted = true;
+    atomic_fetch_add_explicit(&n->health.connections, 1, memory_order_relaxed);
     return 0;
 }
 

@@ -8,6 +8,7 @@
 #ifndef TG_UPSTREAM_H
 #define TG_UPSTREAM_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -30,7 +31,46 @@ struct tg_node_worker {
     uint64_t requests;
     uint64_t errors;  /* exchanges that failed or answered 5xx */
     uint64_t ewma_us; /* latency of successful exchanges, EWMA with weight 1/8 */
+    uint64_t ewma_at; /* monotonic µs of the last EWMA sample */
 } __attribute__((aligned(64)));
+
+/* Why a node is not usable; 0 = healthy. */
+enum tg_node_flag {
+    TG_NODE_DOWN = 1,    /* failed `fall` active probes in a row (probe.c) */
+    TG_NODE_EJECTED = 2, /* too many consecutive failed exchanges (passive.c) */
+    TG_NODE_LAGGING = 4, /* JSON-RPC: behind the best node, stalled or syncing (probe.c) */
+};
+
+/* What the active prober knows of a node. Written by the control thread only; read by /status
+ * (which runs on the control thread) and /metrics. */
+struct tg_probe_state {
+    uint32_t ok_run, fail_run; /* consecutive probe outcomes */
+    int64_t last_at;           /* wall clock ms of the last completed probe, 0 = never */
+    bool last_ok;
+    bool in_flight;
+    int last_status;                   /* HTTP status of the last probe, 0 = none */
+    uint64_t head_changed_at;          /* monotonic ms when head_block last moved */
+    uint64_t probes_ok, probes_failed; /* completed probes, for the metrics */
+    uint64_t next_at; /* monotonic ms of the node's next probe, 0 = not scheduled */
+    bool syncing;     /* JSON-RPC: the last eth_syncing answer was not false */
+};
+
+/* Node health, shared by the workers and the control thread. */
+struct tg_node_health {
+    atomic_uint flags;        /* enum tg_node_flag bits */
+    atomic_uint failures;     /* consecutive failed exchanges seen by any worker */
+    atomic_uint ejections;    /* ejections so far */
+    atomic_uint eject_level;  /* base_ejection multiplier of the current ejection */
+    atomic_llong eject_until; /* monotonic ms: an ejected node takes one trial request from then
+                               * (claiming the trial moves it forward, see balance.c) */
+    atomic_llong usable_at;   /* monotonic ms: when it last became usable (slow start) */
+    atomic_ullong head_block; /* JSON-RPC head block, 0 = unknown */
+    atomic_int connections;   /* open connections, all workers, for max_connections */
+    pthread_mutex_t lock;     /* guards last_error */
+    char last_error[120];
+    int64_t last_error_at; /* wall clock ms */
+    struct tg_probe_state probe;
+};
 
 /*
  * A node outlives the configuration snapshot that created it: a reload that keeps a node with the
@@ -50,6 +90,7 @@ struct tg_node {
     struct tg_tls_ctx *tls;  /* client context of https nodes (one reference) */
     struct tg_dns_name *dns; /* NULL when conf->addr is static (IP literal or unix) */
     atomic_bool retired;     /* the current snapshot no longer has it: do not pool */
+    struct tg_node_health health __attribute__((aligned(64)));
     size_t num_workers;
     struct tg_node_worker w[];
 };
@@ -60,12 +101,37 @@ struct tg_member {
     const struct tg_node_conf *conf; /* this snapshot's conf: weight, tier */
 };
 
+/* One second of the retry budget's 10-second window. */
+struct tg_budget_slot {
+    int64_t sec; /* monotonic second this slot counts */
+    uint32_t requests, retries;
+};
+
+#define TG_BUDGET_SLOTS 10
+
+/* One worker's state for one service: balancer cursors and its share of the retry budget. */
+struct tg_service_worker {
+    uint32_t rr;     /* rotation for ties and round robin */
+    uint64_t rng;    /* xorshift state for p2c and jitter */
+    int64_t *smooth; /* smooth weighted round robin: current weight per member */
+    struct tg_budget_slot budget[TG_BUDGET_SLOTS];
+} __attribute__((aligned(64)));
+
+/* A point of the consistent-hash ring. */
+struct tg_hash_point {
+    uint64_t hash;
+    uint32_t member;
+};
+
 struct tg_service {
     const struct tg_service_conf *conf;
     struct tg_member *members;
     size_t num_nodes;
     uint32_t label;
-    struct tg_tls_ctx *tls; /* client context when the service has https nodes */
+    struct tg_tls_ctx *tls;      /* client context when the service has https nodes */
+    struct tg_service_worker *w; /* per worker */
+    struct tg_hash_point *ring;  /* consistent_hash only, sorted by hash */
+    size_t ring_len;
 };
 
 struct tg_upstreams {
@@ -73,6 +139,7 @@ struct tg_upstreams {
     size_t num_services;
     struct tg_node **nodes; /* every node of every service */
     size_t num_nodes;
+    size_t num_workers;
 };
 
 /*
@@ -96,11 +163,36 @@ void tg_node_drop(struct tg_node *n);
 struct tg_service *tg_upstreams_service(const struct tg_upstreams *u,
                                         const struct tg_service_conf *sc);
 
+/* The most nodes a service may have: members are tracked in fixed-size bitmaps. */
+#define TG_MAX_NODES 256
+
+/* A request's view of node choice (balance.c). */
+struct tg_pick {
+    uint64_t tried[TG_MAX_NODES / 64]; /* members this request already tried */
+    uint64_t key;                      /* consistent_hash: hash of the request's key */
+    uint64_t now_us;                   /* the worker's loop clock */
+    uint32_t worker;
+    bool trial; /* out: the pick is an ejected node's half-open trial */
+};
+
 /*
- * Picks the node for the next request of a service: smooth round robin over the lowest tier
- * (the balancing policies of issue 4 replace this). *rr is the caller's per-worker cursor.
+ * Picks the member for the next attempt of a request: the lowest tier that has a usable node not
+ * yet tried, then the service's policy among those. An ejected node whose ejection ran out gets
+ * one trial request first. Returns the member index, or -1 when no node can be used (with
+ * health.panic, every untried node counts as usable then).
  */
-struct tg_node *tg_service_pick(struct tg_service *svc, uint32_t *rr);
+int tg_balance_pick(struct tg_service *svc, struct tg_pick *p);
+
+/* Passive health (passive.c): the outcome of one exchange with a node. ok is false for connect
+ * errors, resets, timeouts and statuses of health.passive.statuses. trial marks the half-open
+ * request of tg_pick. why is a short text kept as the node's last error. */
+void tg_node_report(const struct tg_service *svc, struct tg_node *n, bool ok, bool trial,
+                    uint64_t now_us, const char *why);
+/* Records a node's last error (any thread). */
+void tg_node_set_error(struct tg_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The state name /status and the metrics show: healthy, down, ejected or lagging. */
+const char *tg_node_state_name(const struct tg_node *n);
 
 /*
  * Copies the address to connect to for a node into out (one of its DNS answers for named

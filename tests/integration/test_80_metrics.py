@@ -185,7 +185,9 @@ def test_counters_agree_with_a_known_mix(upstreams, tollgate):
     assert up("sb", f"127.0.0.1:{b.port}", "200") == 3
     assert up("sc", f"127.0.0.1:{c_up.port}", "503") == 1
     assert up("sd", f"127.0.0.1:{dead}", "error") == 1
-    assert delta("tollgate_upstream_requests_total") == 10 + 3 + 1 + 1 + 1
+    # The abandoned upload of re never reached its node: a body small enough to be kept for a
+    # retry (retry.buffer) is read whole before the first attempt.
+    assert delta("tollgate_upstream_requests_total") == 10 + 3 + 1 + 1
     assert delta("tollgate_upstream_connect_errors_total") == 1
     assert after.histogram("tollgate_upstream_duration_seconds", service="sa")["count"] == 10
 
