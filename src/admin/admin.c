@@ -109,11 +109,17 @@ int tg_admin_healthz(struct tg_sbuf *out)
     return ok ? 200 : 503;
 }
 
-/* A node is usable when it has an address: static, or at least one DNS answer. Health checks
- * (issue 4) will narrow this. */
-static bool tg__node_usable(const struct tg_node *n)
+/* A node is usable when it has an address (static, or at least one DNS answer) and its health
+ * does not rule it out (down, ejected, lagging). */
+static bool tg__node_resolved(const struct tg_node *n)
 {
     return n->dns == NULL || tg_dns_addrs(n->dns) != NULL;
+}
+
+static bool tg__node_usable(const struct tg_node *n)
+{
+    return tg__node_resolved(n) &&
+           atomic_load_explicit(&n->health.flags, memory_order_relaxed) == 0;
 }
 
 int tg_admin_readyz(struct tg_sbuf *out)
@@ -160,6 +166,45 @@ static void tg__admin_iso8601(struct tg_sbuf *out, int64_t ms)
     tg_sbuf_printf(out, "\"%.*s.%03dZ\"", TG_JSON_TIME_LEN, buf, (int)(ms % 1000));
 }
 
+/* The health part of a node in /status: last error, active probe, head block. Runs on the
+ * control thread, which owns the probe state. */
+static void tg__admin_node_health(struct tg_sbuf *out, const struct tg_service *svc,
+                                  struct tg_node *n)
+{
+    const struct tg_probe_state *p = &n->health.probe;
+    char err[sizeof(n->health.last_error)];
+    int64_t err_at;
+
+    pthread_mutex_lock(&n->health.lock);
+    memcpy(err, n->health.last_error, sizeof(err));
+    err_at = n->health.last_error_at;
+    pthread_mutex_unlock(&n->health.lock);
+    tg_sbuf_printf(out, ",\"last_error\":");
+    if (err_at != 0) {
+        tg_sbuf_json(out, err, strlen(err));
+        tg_sbuf_printf(out, ",\"last_error_at\":");
+        tg__admin_iso8601(out, err_at);
+    } else {
+        tg_sbuf_printf(out, "null");
+    }
+    if (svc->conf->health.probe != TG_PROBE_NONE) {
+        tg_sbuf_printf(out, ",\"probe\":{\"ok\":%s,\"status\":%d,\"at\":",
+                       p->last_at == 0 ? "null"
+                       : p->last_ok    ? "true"
+                                       : "false",
+                       p->last_status);
+        if (p->last_at != 0)
+            tg__admin_iso8601(out, p->last_at);
+        else
+            tg_sbuf_printf(out, "null");
+        tg_sbuf_printf(out, "}");
+    }
+    if (svc->conf->health.probe == TG_PROBE_JSONRPC)
+        tg_sbuf_printf(
+            out, ",\"head_block\":%llu",
+            (unsigned long long)atomic_load_explicit(&n->health.head_block, memory_order_relaxed));
+}
+
 int tg_admin_status(struct tg_sbuf *out, const char *version)
 {
     const struct tg_runtime *rt = tg_instance.rt;
@@ -187,7 +232,7 @@ int tg_admin_status(struct tg_sbuf *out, const char *version)
         tg_sbuf_json(out, svc->conf->name, strlen(svc->conf->name));
         tg_sbuf_printf(out, ",\"nodes\":[");
         for (size_t j = 0; j < svc->num_nodes; j++) {
-            const struct tg_node *n = svc->members[j].node;
+            struct tg_node *n = svc->members[j].node;
             const char *label = tg_label_name(TG_LABEL_NODE, n->label);
             uint64_t in_flight = 0, idle = 0, requests = 0, errors = 0, ewma_sum = 0, ewma_n = 0;
 
@@ -206,16 +251,22 @@ int tg_admin_status(struct tg_sbuf *out, const char *version)
             }
             tg_sbuf_printf(out, "%s{\"address\":", j ? "," : "");
             tg_sbuf_json(out, label, strlen(label));
+            tg_sbuf_printf(out, ",\"url\":");
+            tg_sbuf_json(out, n->conf->url, strlen(n->conf->url));
             tg_sbuf_printf(out,
                            ",\"state\":\"%s\",\"weight\":%u,\"tier\":%u,\"in_flight\":%llu,"
-                           "\"idle_connections\":%llu,\"requests\":%llu,\"errors\":%llu,"
-                           "\"latency_ewma_ms\":%.3f}",
-                           tg__node_usable(n) ? "up" : "unresolved",
-                           svc->members[j].conf->weight ? svc->members[j].conf->weight : 1,
-                           svc->members[j].conf->tier, (unsigned long long)in_flight,
+                           "\"connections\":%d,\"idle_connections\":%llu,\"requests\":%llu,"
+                           "\"errors\":%llu,\"latency_ewma_ms\":%.3f,\"ejections\":%u",
+                           tg__node_resolved(n) ? tg_node_state_name(n) : "unresolved",
+                           svc->members[j].conf->weight, svc->members[j].conf->tier,
+                           (unsigned long long)in_flight,
+                           atomic_load_explicit(&n->health.connections, memory_order_relaxed),
                            (unsigned long long)idle, (unsigned long long)requests,
                            (unsigned long long)errors,
-                           ewma_n ? (double)ewma_sum / (double)ewma_n / 1000.0 : 0.0);
+                           ewma_n ? (double)ewma_sum / (double)ewma_n / 1000.0 : 0.0,
+                           atomic_load_explicit(&n->health.ejections, memory_order_relaxed));
+            tg__admin_node_health(out, svc, n);
+            tg_sbuf_printf(out, "}");
         }
         tg_sbuf_printf(out, "]}");
     }

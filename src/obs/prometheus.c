@@ -221,6 +221,75 @@ static void tg__upstream(struct tg_sbuf *out, struct tg_metrics *const *ms, size
     }
 }
 
+/* Per node: the health state as a one-hot gauge, ejections, and the head block of JSON-RPC
+ * nodes. Nodes are those of the current snapshot. */
+static void tg__node_health(struct tg_sbuf *out)
+{
+    static const char *const states[] = {"healthy", "down", "ejected", "lagging"};
+    const struct tg_upstreams *up = &tg_instance.rt->up;
+
+    tg__family(out, "tollgate_upstream_node_state", "gauge",
+               "1 for the node's current health state, 0 for the others.");
+    for (size_t i = 0; i < up->num_nodes; i++) {
+        const struct tg_node *node = up->nodes[i];
+        const char *now = tg_node_state_name(node);
+
+        for (size_t k = 0; k < TG_ARRAY_SIZE(states); k++) {
+            tg_sbuf_add(out, "tollgate_upstream_node_state{", 29);
+            tg__label(out, "service", node->service, true);
+            tg__label(out, "node", tg_label_name(TG_LABEL_NODE, node->label), false);
+            tg__label(out, "state", states[k], false);
+            tg_sbuf_printf(out, "} %d\n", strcmp(now, states[k]) == 0);
+        }
+    }
+    tg__family(out, "tollgate_upstream_ejections_total", "counter",
+               "Times a node was ejected by passive health checks.");
+    for (size_t i = 0; i < up->num_nodes; i++) {
+        const struct tg_node *node = up->nodes[i];
+
+        tg_sbuf_add(out, "tollgate_upstream_ejections_total{", 34);
+        tg__label(out, "service", node->service, true);
+        tg__label(out, "node", tg_label_name(TG_LABEL_NODE, node->label), false);
+        tg_sbuf_printf(out, "} %u\n",
+                       atomic_load_explicit(&node->health.ejections, memory_order_relaxed));
+    }
+    tg__family(out, "tollgate_upstream_head_block", "gauge",
+               "Head block of JSON-RPC nodes as last probed (0 = unknown).");
+    for (size_t s = 0; s < up->num_services; s++) {
+        const struct tg_service *svc = &up->services[s];
+
+        if (svc->conf->health.probe != TG_PROBE_JSONRPC)
+            continue;
+        for (size_t j = 0; j < svc->num_nodes; j++) {
+            const struct tg_node *node = svc->members[j].node;
+
+            tg_sbuf_add(out, "tollgate_upstream_head_block{", 29);
+            tg__label(out, "service", node->service, true);
+            tg__label(out, "node", tg_label_name(TG_LABEL_NODE, node->label), false);
+            tg_sbuf_printf(out, "} %llu\n",
+                           (unsigned long long)atomic_load_explicit(&node->health.head_block,
+                                                                    memory_order_relaxed));
+        }
+    }
+}
+
+static void tg__retries(struct tg_sbuf *out)
+{
+    static const char *const reasons[] = {"connect_failure", "reset", "timeout", "status"};
+
+    tg__family(out, "tollgate_upstream_retries_total", "counter",
+               "Attempts sent to another node after a failure, by what failed.");
+    for (size_t k = 0; k < TG_ARRAY_SIZE(reasons); k++)
+        tg_sbuf_printf(out, "tollgate_upstream_retries_total{reason=\"%s\"} %llu\n", reasons[k],
+                       (unsigned long long)TG_SUM(retries[k]));
+    tg__scalar(out, "tollgate_retry_budget_exhausted_total", "counter",
+               "Retries not made because the service's retry budget was spent.",
+               (double)TG_SUM(retry_budget_exhausted));
+    tg__scalar(out, "tollgate_upstream_unavailable_total", "counter",
+               "Requests answered 503 because no node of the service was usable.",
+               (double)TG_SUM(no_usable_node));
+}
+
 static void tg__limits(struct tg_sbuf *out)
 {
     static const char *reasons[] = {"max_connections", "max_request_line", "max_header_bytes",
@@ -294,6 +363,8 @@ void tg_prometheus_render(struct tg_sbuf *out)
                (double)TG_SUM(connections_total));
     tg__limits(out);
     tg__upstream(out, ms, n);
+    tg__node_health(out);
+    tg__retries(out);
     tg__scalar(out, "tollgate_upstream_connect_errors_total", "counter",
                "Failed or timed-out connects to nodes, and resets before a response.",
                (double)TG_SUM(upstream_connect_errors));

@@ -197,7 +197,7 @@ def test_readyz_503_when_a_service_has_no_usable_node(upstream, proxy, dns_serve
     assert tg.admin("/healthz").status == 200, "liveness does not depend on readiness"
     st = tg.admin("/status").json()
     ghost = [s for s in st["services"] if s["name"] == "ghost"][0]
-    assert ghost["nodes"][0]["state"] != "up", ghost
+    assert ghost["nodes"][0]["state"] == "unresolved", ghost
 
     # The name starts resolving: the service becomes usable and tollgate ready.
     dns.records["never.test."] = ["127.0.0.1"]
@@ -278,7 +278,7 @@ def test_status_shape_and_node_counters(upstreams, tollgate):
     f = node(st, "fast")
     assert set(f) >= {"address", "state", "weight", "tier", "in_flight", "idle_connections",
                       "requests", "errors", "latency_ewma_ms"}, f
-    assert f["address"] == f"127.0.0.1:{fast.port}" and f["state"] == "up", f
+    assert f["address"] == f"127.0.0.1:{fast.port}" and f["state"] == "healthy", f
     assert f["weight"] == 1 and f["tier"] == 0, f
     assert f["requests"] == 5 and f["errors"] == 0 and f["in_flight"] == 0, f
     assert f["idle_connections"] == 1, f
