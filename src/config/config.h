@@ -122,9 +122,12 @@ struct tg_service_conf {
     const char *tls_sni;         /* tls.sni: overrides the node's host name */
     struct tg_health_conf health;
     struct tg_retry_conf retry;
-    uint8_t hash_on;         /* hash.on (consistent_hash): enum tg_hash_on, client_ip */
-    const char *hash_header; /* hash.on: header:NAME */
-    double hash_load_factor; /* hash.load_factor, 1.25: bound of a node's share of in-flight */
+    uint32_t conc_max;   /* concurrency.max in flight, 0 = unlimited (per worker: /workers) */
+    uint32_t conc_queue; /* concurrency.queue, 1024: requests waiting for a slot */
+    tg_msec_t conc_queue_timeout; /* concurrency.queue_timeout, 1s: then 503 + Retry-After */
+    uint8_t hash_on;              /* hash.on (consistent_hash): enum tg_hash_on, client_ip */
+    const char *hash_header;      /* hash.on: header:NAME */
+    double hash_load_factor;      /* hash.load_factor, 1.25: bound of a node's share of in-flight */
     struct tg_conf_pos pos;
 };
 

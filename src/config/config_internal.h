@@ -132,6 +132,7 @@ void tg__conf_check_routes(struct tg_conf_loader *ld);
 extern const struct tg_conf_section tg__conf_health_section; /* resilience.c */
 extern const struct tg_conf_section tg__conf_retry_section;
 extern const struct tg_conf_section tg__conf_hash_section;
+extern const struct tg_conf_section tg__conf_concurrency_section;
 void tg__conf_resilience_defaults(struct tg_service_conf *svc);
 void tg__conf_resilience_check(struct tg_conf_loader *ld, const struct tg_ynode *v,
                                struct tg_service_conf *svc);

@@ -220,6 +220,26 @@ static const struct tg_conf_key retry_keys[] = {
 };
 const struct tg_conf_section tg__conf_retry_section = TG_CONF_SECTION("retry", retry_keys);
 
+#define SC(field) offsetof(struct tg_service_conf, field)
+
+static const struct tg_conf_key concurrency_keys[] = {
+    {.name = "max", .type = TG_CT_UINT32, .offset = SC(conc_max), .def = "0", .max = 10000000},
+    {.name = "queue",
+     .type = TG_CT_UINT32,
+     .offset = SC(conc_queue),
+     .def = "1024",
+     .max = 10000000},
+    {.name = "queue_timeout",
+     .type = TG_CT_DURATION,
+     .offset = SC(conc_queue_timeout),
+     .def = "1s",
+     .min = 1,
+     .max = 3600000,
+     .why_min = "set queue: 0 to shed at once instead"},
+};
+const struct tg_conf_section tg__conf_concurrency_section =
+    TG_CONF_SECTION("concurrency", concurrency_keys);
+
 static void parse_hash_on(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base)
 {
     struct tg_service_conf *svc = base;

@@ -355,7 +355,7 @@ static const struct tg_conf_key service_keys[] = {
      .sub = &tg__conf_health_section},
     {.name = "retry", .type = TG_CT_SECTION, .offset = SVC(retry), .sub = &tg__conf_retry_section},
     {.name = "hash", .type = TG_CT_SECTION, .sub = &tg__conf_hash_section},
-    {.name = "concurrency", .type = TG_CT_LATER, .later = "per-service concurrency limits"},
+    {.name = "concurrency", .type = TG_CT_SECTION, .sub = &tg__conf_concurrency_section},
 };
 static const struct tg_conf_section service_section = TG_CONF_SECTION("a service", service_keys);
 

@@ -70,6 +70,8 @@ struct tg_metrics {
     uint64_t series_overflow; /* increments that found their table full */
     struct tg_route_hists *routes[TG_LABELS_MAX];
     struct tg_hist_dur *services[TG_LABELS_MAX]; /* upstream durations */
+    uint64_t shed[TG_LABELS_MAX];                /* per service: refused by concurrency.queue */
+    struct tg_hist_dur queue_wait;               /* time spent waiting for a concurrency slot */
 };
 
 void tg_metrics_init(struct tg_metrics *m);

@@ -273,6 +273,36 @@ static void tg__node_health(struct tg_sbuf *out)
     }
 }
 
+/* concurrency.max: requests shed per service, and the time admitted or shed ones waited. */
+static void tg__admission(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
+{
+    const struct tg_upstreams *up = &tg_instance.rt->up;
+    struct tg_hist_dur wait = {0};
+
+    tg__family(out, "tollgate_shed_requests_total", "counter",
+               "Requests answered 503 because the service's concurrency queue was full or "
+               "their wait ran out.");
+    for (size_t s = 0; s < up->num_services; s++) {
+        uint32_t label = up->services[s].label;
+        uint64_t v = 0;
+
+        for (size_t i = 0; i < n; i++)
+            v += __atomic_load_n(&ms[i]->shed[label], __ATOMIC_RELAXED);
+        tg_sbuf_add(out, "tollgate_shed_requests_total{", 29);
+        tg__label(out, "service", up->services[s].conf->name, true);
+        tg_sbuf_printf(out, "} %llu\n", (unsigned long long)v);
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t b = 0; b <= TG_DUR_BUCKETS; b++)
+            wait.bucket[b] += __atomic_load_n(&ms[i]->queue_wait.bucket[b], __ATOMIC_RELAXED);
+        wait.sum_us += __atomic_load_n(&ms[i]->queue_wait.sum_us, __ATOMIC_RELAXED);
+    }
+    tg__family(out, "tollgate_upstream_queue_wait_seconds", "histogram",
+               "Time requests waited for a concurrency slot (concurrency.queue).");
+    tg__histogram(out, "tollgate_upstream_queue_wait_seconds", "", wait.bucket, tg_dur_bounds_us,
+                  TG_DUR_BUCKETS, 1e-6, (double)wait.sum_us / 1e6);
+}
+
 static void tg__retries(struct tg_sbuf *out)
 {
     static const char *const reasons[] = {"connect_failure", "reset", "timeout", "status"};
@@ -365,6 +395,7 @@ void tg_prometheus_render(struct tg_sbuf *out)
     tg__upstream(out, ms, n);
     tg__node_health(out);
     tg__retries(out);
+    tg__admission(out, ms, n);
     tg__scalar(out, "tollgate_upstream_connect_errors_total", "counter",
                "Failed or timed-out connects to nodes, and resets before a response.",
                (double)TG_SUM(upstream_connect_errors));

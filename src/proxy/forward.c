@@ -79,6 +79,8 @@ void tg_txn_free(struct tg_txn *t)
         tg_upconn_close(t->up);
         t->up = NULL;
     }
+    if (t->svc != NULL)
+        tg_admission_leave(t);
     if (t->started)
         tg_txn_record(t);
     tg_worker_runtime_done(w, t->rt);
@@ -802,6 +804,10 @@ void tg_txn_run(struct tg_txn *t)
         tg__txn_buffer_body(t);
         return;
     }
+    if (t->queued && c->sock.hup) {
+        tg_conn_abort(c); /* the client left while waiting for a slot: its place goes too */
+        return;
+    }
     for (;;) {
         bool progress = false;
         struct tg_upconn *u;
@@ -1118,6 +1124,34 @@ static void tg__txn_trace_header(struct tg_txn *t, const struct tg_http_header *
     t->has_trace = true;
 }
 
+/* An admitted request: a body small enough to replay is read whole first, then the first
+ * attempt. caps are the route's captures, NULL to match again (a request resumed later). */
+static void tg__txn_proceed(struct tg_txn *t, const struct tg_route_captures *caps)
+{
+    struct tg_conn *c = t->conn;
+
+    if (t->req.body_kind == TG_BODY_NONE) {
+        t->replay = true;
+    } else if (t->req.body_kind == TG_BODY_LENGTH && t->svc->conf->retry.attempts > 1 &&
+               t->req.content_length <= t->svc->conf->retry.buffer) {
+        /* small enough to keep for a retry: read it whole before the first attempt */
+        t->replay = true;
+        t->keep_in = t->head_len + t->req.content_length;
+        if (tg_buf_len(c->in) < t->keep_in) {
+            tg__txn_hold_room(t);
+            t->buffering = true;
+            t->req_state = TG_REQ_BODY;
+            if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len &&
+                tg__txn_continue(t) != 0)
+                return;
+            tg_conn_arm(c, t->rt->cf->limits.body_timeout);
+            tg__txn_buffer_body(t);
+            return;
+        }
+    }
+    tg__txn_attempt(t, caps);
+}
+
 /* Route, check and start forwarding a request whose head was just parsed. */
 void tg_txn_start(struct tg_txn *t)
 {
@@ -1199,26 +1233,13 @@ void tg_txn_start(struct tg_txn *t)
     if (t->req.body_kind == TG_BODY_CHUNKED)
         tg_h1_chunked_init(&t->req_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
     tg__txn_prepare_pick(t);
-    if (t->req.body_kind == TG_BODY_NONE) {
-        t->replay = true;
-    } else if (t->req.body_kind == TG_BODY_LENGTH && t->svc->conf->retry.attempts > 1 &&
-               t->req.content_length <= t->svc->conf->retry.buffer) {
-        /* small enough to keep for a retry: read it whole before the first attempt */
-        t->replay = true;
-        t->keep_in = t->head_len + t->req.content_length;
-        if (tg_buf_len(c->in) < t->keep_in) {
-            tg__txn_hold_room(t);
-            t->buffering = true;
-            t->req_state = TG_REQ_BODY;
-            if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len &&
-                tg__txn_continue(t) != 0)
-                return;
-            tg_conn_arm(c, rt->cf->limits.body_timeout);
-            tg__txn_buffer_body(t);
-            return;
-        }
-    }
-    tg__txn_attempt(t, &caps);
+    if (tg_admission_enter(t))
+        tg__txn_proceed(t, &caps);
+}
+
+void tg_txn_proceed(struct tg_txn *t)
+{
+    tg__txn_proceed(t, NULL);
 }
 
 /* Called by the upstream connection (or the transaction itself) when an attempt fails before

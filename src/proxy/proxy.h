@@ -216,7 +216,11 @@ struct tg_txn {
     bool buffering;    /* reading the whole (replayable) body before the first attempt */
     uint16_t path_len; /* the normalised path at the start of scratch */
     size_t keep_in;    /* bytes of conn->in the request holds until it ends */
-    struct tg_timer retry_timer; /* backoff before the next attempt */
+    struct tg_timer retry_timer; /* backoff before the next attempt, or the queue deadline */
+    bool admitted;               /* holds a concurrency.max slot of svc */
+    bool queued;                 /* waits for one */
+    uint64_t queued_at;          /* µs */
+    struct tg_txn *wait_next, *wait_prev;
     bool up_reusable; /* false once the node broke framing or sent bytes after its response */
     bool expect_sent;
     bool head_request;
@@ -343,7 +347,11 @@ void tg_txn_record(struct tg_txn *t);
 /* errors.c */
 void tg_txn_respond_error(struct tg_txn *t, int status, const char *code, const char *message);
 size_t tg_error_format(char *out, size_t cap, struct tg_worker *w, int status, const char *code,
-                       const char *message, const char *rid, size_t rid_len, bool close);
+                       const char *message, const char *rid, size_t rid_len, bool close,
+                       unsigned retry_after);
+/* As tg_txn_respond_error(), with "Retry-After: SECONDS" (503s that a client may retry). */
+void tg_txn_respond_busy(struct tg_txn *t, const char *code, const char *message,
+                         unsigned retry_after);
 
 /* forward.c: upstream side */
 struct tg_txn *tg_txn_new(struct tg_conn *c);
@@ -363,6 +371,15 @@ void tg_upconn_arm(struct tg_upconn *u, tg_msec_t delay);
  * answered with status. */
 void tg_txn_upstream_error(struct tg_txn *t, enum tg_fail why, int status, const char *code,
                            const char *msg);
+
+/* admission.c: concurrency.max and its queue */
+/* Takes a slot for t's service or queues t (or sheds it when the queue is full). Returns true
+ * when t may go on now; otherwise t is resumed later through tg_txn_proceed() or answered. */
+bool tg_admission_enter(struct tg_txn *t);
+/* t ends: its slot goes to the next waiting request, or it leaves the queue. */
+void tg_admission_leave(struct tg_txn *t);
+/* forward.c: goes on with an admitted request (body buffering, first attempt). */
+void tg_txn_proceed(struct tg_txn *t);
 
 /* retry.c: the retry policy and budget */
 /* Counts a request towards the service's retry budget window. */

@@ -21,6 +21,7 @@ struct tg_dns;
 struct tg_dns_name;
 struct tg_tls_ctx;
 struct tg_upconn;
+struct tg_txn;
 
 /* One worker's share of a node: its idle pool and its counters. Written by that worker only;
  * read by /status and /metrics with relaxed loads. */
@@ -114,6 +115,9 @@ struct tg_service_worker {
     uint32_t rr;     /* rotation for ties and round robin */
     uint64_t rng;    /* xorshift state for p2c and jitter */
     int64_t *smooth; /* smooth weighted round robin: current weight per member */
+    /* concurrency.max, this worker's share: admitted requests and the FIFO of waiting ones */
+    uint32_t in_flight, waiting;
+    struct tg_txn *wait_head, *wait_tail;
     struct tg_budget_slot budget[TG_BUDGET_SLOTS];
 } __attribute__((aligned(64)));
 
