@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/core.h"
 #include "core/hash.h"
@@ -165,8 +166,16 @@ static int tg__service_init(struct tg_upstreams *u, struct tg_service *svc, stru
             if (!taken && strcmp(o->conf->url, nc->url) == 0)
                 n = tg_node_take(o);
         }
-        if (n == NULL)
+        if (n == NULL) {
             n = tg__node_new(cf, svc, nc, dns, num_workers);
+            if (prev != NULL) { /* joins a running service: slow start applies */
+                struct timespec ts;
+
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                atomic_store(&n->health.usable_at,
+                             (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+            }
+        }
         svc->members[i] = (struct tg_member){n, nc};
         u->nodes[u->num_nodes++] = n;
     }
