@@ -142,6 +142,9 @@ struct tg_route_conf {
     const char *rewrite_host; /* template or NULL */
     uint64_t max_body;        /* 0 = limits.max_body */
     bool idempotent;          /* requests may be retried after they reached a node */
+    tg_msec_t hedge_after;    /* hedge.after: a second node is asked after this; 0 = no hedging */
+    bool hedge_p95;           /* hedge.after: p95 - the service's p95 latency on this worker */
+    uint32_t hedge_max;       /* hedge.max, 1: extra attempts in flight at most */
     struct tg_conf_pos pos;
 };
 

@@ -19,6 +19,9 @@
  * otherwise produce one error per line. */
 #define TG_CONF_MAX_ERRORS 500
 
+/* hedge.max: extra attempts a request may have in flight (proxy.h TG_MAX_HEDGES) */
+#define TG_CONF_MAX_HEDGES 3
+
 struct tg_conf_err {
     int line, col;
     size_t seq; /* discovery order, to keep the sort stable */
@@ -133,6 +136,7 @@ extern const struct tg_conf_section tg__conf_health_section; /* resilience.c */
 extern const struct tg_conf_section tg__conf_retry_section;
 extern const struct tg_conf_section tg__conf_hash_section;
 extern const struct tg_conf_section tg__conf_concurrency_section;
+extern const struct tg_conf_section tg__conf_hedge_section;
 void tg__conf_resilience_defaults(struct tg_service_conf *svc);
 void tg__conf_resilience_check(struct tg_conf_loader *ld, const struct tg_ynode *v,
                                struct tg_service_conf *svc);

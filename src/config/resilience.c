@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "config/config_internal.h"
+#include "config/units.h"
+#include "core/str.h"
 
 #define HC(field)  offsetof(struct tg_health_conf, field)
 #define RC(field)  offsetof(struct tg_retry_conf, field)
@@ -283,6 +285,42 @@ static const struct tg_conf_key hash_keys[] = {
     {.name = "load_factor", .type = TG_CT_CUSTOM, .parse = parse_load_factor},
 };
 const struct tg_conf_section tg__conf_hash_section = TG_CONF_SECTION("hash", hash_keys);
+
+#define RT(field) offsetof(struct tg_route_conf, field)
+
+/* hedge.after: a duration, or p95 for the service's observed 95th percentile. */
+static void parse_hedge_after(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base)
+{
+    struct tg_route_conf *r = base;
+    char err[200];
+    uint64_t ms;
+
+    if (!tg__conf_scalar(ld, v, "a duration like 150ms, or p95"))
+        return;
+    if (strcmp(v->str, "p95") == 0) {
+        r->hedge_p95 = true;
+        r->hedge_after = 1;
+        return;
+    }
+    if (tg_units_parse_duration(tg_str_make(v->str, v->len), &ms, err, sizeof(err)) != 0)
+        tg__conf_error(ld, v, "after: %s (or p95)", err);
+    else if (ms == 0)
+        tg__conf_error(ld, v, "after: a zero delay would always send two requests; remove hedge");
+    else
+        r->hedge_after = ms;
+}
+
+static const struct tg_conf_key hedge_keys[] = {
+    {.name = "after", .type = TG_CT_CUSTOM, .flags = TG_CK_REQUIRED, .parse = parse_hedge_after},
+    {.name = "max",
+     .type = TG_CT_UINT32,
+     .offset = RT(hedge_max),
+     .def = "1",
+     .min = 1,
+     .max = TG_CONF_MAX_HEDGES,
+     .why_min = "leave hedge out to turn hedging off"},
+};
+const struct tg_conf_section tg__conf_hedge_section = TG_CONF_SECTION("hedge", hedge_keys);
 
 /* Defaults that are lists or numbers the key tables cannot spell. */
 void tg__conf_resilience_defaults(struct tg_service_conf *svc)

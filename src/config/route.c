@@ -131,7 +131,7 @@ static const struct tg_conf_key route_keys[] = {
      .max = UINT64_MAX,
      .why_min = "leave max_body out to use limits.max_body"},
     {.name = "idempotent", .type = TG_CT_BOOL, .offset = ROUTE(idempotent), .def = "false"},
-    {.name = "hedge", .type = TG_CT_LATER, .later = "hedged requests"},
+    {.name = "hedge", .type = TG_CT_SECTION, .sub = &tg__conf_hedge_section},
     {.name = "auth", .type = TG_CT_LATER, .later = "API key and JWT authentication"},
     {.name = "limits", .type = TG_CT_LATER, .later = "rate limits and quotas"},
     {.name = "cache", .type = TG_CT_LATER, .later = "response caching"},

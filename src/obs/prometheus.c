@@ -306,12 +306,19 @@ static void tg__admission(struct tg_sbuf *out, struct tg_metrics *const *ms, siz
 static void tg__retries(struct tg_sbuf *out)
 {
     static const char *const reasons[] = {"connect_failure", "reset", "timeout", "status"};
+    static const char *const hedge_outcomes[] = {"won", "lost", "failed", "skipped"};
 
     tg__family(out, "tollgate_upstream_retries_total", "counter",
                "Attempts sent to another node after a failure, by what failed.");
     for (size_t k = 0; k < TG_ARRAY_SIZE(reasons); k++)
         tg_sbuf_printf(out, "tollgate_upstream_retries_total{reason=\"%s\"} %llu\n", reasons[k],
                        (unsigned long long)TG_SUM(retries[k]));
+    tg__family(out, "tollgate_upstream_hedges_total", "counter",
+               "Hedged attempts by outcome: won (answered first), lost (cancelled), failed, "
+               "skipped (no node or no budget left).");
+    for (size_t k = 0; k < TG_ARRAY_SIZE(hedge_outcomes); k++)
+        tg_sbuf_printf(out, "tollgate_upstream_hedges_total{outcome=\"%s\"} %llu\n",
+                       hedge_outcomes[k], (unsigned long long)TG_SUM(hedges[k]));
     tg__scalar(out, "tollgate_retry_budget_exhausted_total", "counter",
                "Retries not made because the service's retry budget was spent.",
                (double)TG_SUM(retry_budget_exhausted));

@@ -75,6 +75,9 @@ void tg_txn_free(struct tg_txn *t)
     struct tg_worker *w = t->conn->worker;
 
     tg_timer_disarm(&t->retry_timer);
+    tg_hedge_cancel_all(t);
+    free(t->hedge_buf);
+    t->hedge_buf = NULL;
     if (t->up != NULL) {
         tg_upconn_close(t->up);
         t->up = NULL;
@@ -644,6 +647,35 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
     t->res_state = TG_RES_HEAD;
 }
 
+/* Parses what the node sent so far as a response head; acts once it is complete. */
+static void tg__txn_parse_head(struct tg_txn *t)
+{
+    struct tg_buf *in = t->up->in;
+    ssize_t n;
+
+    for (;;) {
+        n = tg_h1_parse_response(in->base + in->start, tg_buf_len(in), &t->res, &t->rt->h1,
+                                 t->head_request);
+        if (n == TG_H1_INCOMPLETE)
+            return;
+        if (n == TG_H1_INVALID) {
+            tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
+                                  "the upstream sent an invalid response");
+            return;
+        }
+        if (t->res.status >= 200)
+            break;
+        if (t->res.status == 101) {
+            tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
+                                  "unexpected protocol switch");
+            return;
+        }
+        in->start += (size_t)n; /* interim responses are not relayed */
+    }
+    tg_hedge_cancel_all(t); /* this attempt answered first */
+    tg__txn_response_head(t, (size_t)n);
+}
+
 /* Reads from the node: the response head, or the next part of the body. */
 static bool tg__txn_recv(struct tg_txn *t)
 {
@@ -684,26 +716,7 @@ static bool tg__txn_recv(struct tg_txn *t)
     in->end += (size_t)n;
     tg_upconn_arm(u, t->svc->conf->response_timeout);
     if (t->res_state == TG_RES_WAIT) {
-        for (;;) {
-            n = tg_h1_parse_response(in->base + in->start, tg_buf_len(in), &t->res, &t->rt->h1,
-                                     t->head_request);
-            if (n == TG_H1_INCOMPLETE)
-                return true;
-            if (n == TG_H1_INVALID) {
-                tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
-                                      "the upstream sent an invalid response");
-                return true;
-            }
-            if (t->res.status >= 200)
-                break;
-            if (t->res.status == 101) {
-                tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
-                                      "unexpected protocol switch");
-                return true;
-            }
-            in->start += (size_t)n; /* interim responses are not relayed */
-        }
-        tg__txn_response_head(t, (size_t)n);
+        tg__txn_parse_head(t);
         return true;
     }
     /* body: the buffer held nothing unsent, so all of it is new */
@@ -1034,8 +1047,48 @@ static void tg__txn_attempt(struct tg_txn *t, const struct tg_route_captures *ca
         return;
     }
     t->up->txn = t;
+    tg_hedge_arm(t);
     if (t->up->state == TG_UP_READY)
         tg_txn_run(t);
+}
+
+int tg_txn_compose_for(struct tg_txn *t, struct tg_node *n, struct iovec **iov, int *cnt)
+{
+    struct tg_node *first = t->node;
+    struct tg_str path = tg_str_make(t->scratch, t->path_len);
+    struct tg_route_captures caps;
+    int rc;
+
+    tg_router_match(t->rt->router, t->req.host, path, t->req.method_id, &caps);
+    t->node = n;
+    rc = tg__txn_compose_request(t, path, &caps);
+    t->node = first;
+    if (rc == 0 && t->keep_in != 0) {
+        struct tg_buf *in = t->conn->in;
+
+        t->req_out.iov[t->req_out.cnt++] =
+            (struct iovec){in->base + in->start + t->head_len, (size_t)t->req.content_length};
+    }
+    *iov = t->req_out.iov;
+    *cnt = t->req_out.cnt;
+    return rc;
+}
+
+void tg_txn_head_arrived(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+
+    tg__txn_parse_head(t);
+    if (!c->dead && c->txn == t && !t->local_reply)
+        tg_txn_run(t);
+}
+
+void tg_txn_attempt_abandoned(struct tg_txn *t, struct tg_node *n)
+{
+    struct tg_node_worker *nw = &n->w[t->conn->worker->id];
+
+    nw->in_flight--;
+    nw->requests++;
 }
 
 /* The current attempt failed: its node's counters, latency penalty and passive health. */
@@ -1097,6 +1150,10 @@ static bool tg__txn_retry_elsewhere(struct tg_txn *t, enum tg_fail why, int stat
 
     if (!tg_retry_wanted(t, why, status))
         return false;
+    if (t->num_hedges > 0) { /* a hedge in flight takes over instead of a new attempt */
+        tg__txn_attempt_failed(t, why, status, msg);
+        return tg_hedge_take_over(t);
+    }
     t->pick.now_us = tg_loop_now_us(w->loop);
     next = tg_balance_pick(t->svc, &t->pick);
     if (next < 0 || !tg_retry_budget_take(t))

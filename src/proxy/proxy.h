@@ -95,10 +95,14 @@ struct tg_worker_stats {
     uint64_t upstream_connections_opened;
     uint64_t upstream_reused;
     uint64_t retries[4]; /* by enum tg_fail: connect_failure, reset, timeout, status */
+    uint64_t hedges[4];  /* by enum tg_hedge_outcome */
     uint64_t retry_budget_exhausted;
     uint64_t no_usable_node; /* requests answered 503 because no node could take them */
     int64_t active_connections;
 };
+
+/* What became of a hedge (metric label order). */
+enum tg_hedge_outcome { TG_HEDGE_WON, TG_HEDGE_LOST, TG_HEDGE_FAILED, TG_HEDGE_SKIPPED };
 
 /* Why an attempt at a node failed (retry.on conditions; metric label order). */
 enum tg_fail { TG_FAIL_CONNECT, TG_FAIL_RESET, TG_FAIL_TIMEOUT, TG_FAIL_STATUS, TG_FAIL_BAD };
@@ -149,9 +153,10 @@ struct tg_upconn {
     struct tg_timer timer;
     struct tg_upconn *pool_next, *pool_prev;
     uint32_t requests;
-    uint8_t state; /* enum tg_up_state */
-    bool reused;   /* came from the pool: a failure before any byte may be retried */
-    bool counted;  /* included in node->health.connections */
+    uint8_t state;          /* enum tg_up_state */
+    bool reused;            /* came from the pool: a failure before any byte may be retried */
+    struct tg_hedge *hedge; /* set while the connection carries a hedge (hedge.c) */
+    bool counted;           /* included in node->health.connections */
     bool in_callback;
     bool dead;  /* closing: freed once no callback runs on it */
     bool freed; /* in the worker's dead or free list */
@@ -159,6 +164,20 @@ struct tg_upconn {
 };
 
 enum tg_req_state { TG_REQ_HEAD, TG_REQ_BODY, TG_REQ_DONE };
+
+#define TG_MAX_HEDGES 3
+
+/* An extra attempt of an idempotent request on another node, sent when the first one is slow
+ * (route hedge.after); whichever answers first wins. */
+struct tg_hedge {
+    struct tg_txn *txn;
+    struct tg_upconn *up;
+    int member;
+    bool trial;
+    uint64_t start_us;
+    char *buf; /* the whole request, composed for this node */
+    size_t len, off;
+};
 enum tg_res_state { TG_RES_WAIT, TG_RES_HEAD, TG_RES_BODY, TG_RES_DONE };
 
 struct tg_txn {
@@ -221,6 +240,9 @@ struct tg_txn {
     bool queued;                 /* waits for one */
     uint64_t queued_at;          /* µs */
     struct tg_txn *wait_next, *wait_prev;
+    struct tg_hedge *hedges[TG_MAX_HEDGES]; /* extra attempts in flight (hedge.c) */
+    uint8_t num_hedges, hedges_sent;
+    char *hedge_buf;  /* a promoted hedge's composed request, freed with the transaction */
     bool up_reusable; /* false once the node broke framing or sent bytes after its response */
     bool expect_sent;
     bool head_request;
@@ -380,6 +402,22 @@ bool tg_admission_enter(struct tg_txn *t);
 void tg_admission_leave(struct tg_txn *t);
 /* forward.c: goes on with an admitted request (body buffering, first attempt). */
 void tg_txn_proceed(struct tg_txn *t);
+
+/* hedge.c */
+/* The first attempt of t started: arms the hedge timer when t's route hedges and t may be
+ * repeated. */
+void tg_hedge_arm(struct tg_txn *t);
+/* The current attempt answered (or t ends): cancels every hedge, which lost. */
+void tg_hedge_cancel_all(struct tg_txn *t);
+/* The current attempt failed: a hedge in flight takes its place (true), or there is none. */
+bool tg_hedge_take_over(struct tg_txn *t);
+/* Events and timeouts of a hedge's connection (upconn.c). */
+void tg_hedge_event(struct tg_hedge *h);
+void tg_hedge_failed(struct tg_hedge *h, const char *why);
+/* forward.c, for hedge.c */
+int tg_txn_compose_for(struct tg_txn *t, struct tg_node *n, struct iovec **iov, int *cnt);
+void tg_txn_head_arrived(struct tg_txn *t);
+void tg_txn_attempt_abandoned(struct tg_txn *t, struct tg_node *n);
 
 /* retry.c: the retry policy and budget */
 /* Counts a request towards the service's retry budget window. */

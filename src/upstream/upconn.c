@@ -62,6 +62,16 @@ void tg_upconn_close(struct tg_upconn *u)
         tg__upconn_free(u);
 }
 
+/* A failure of the connection before its response: the transaction's attempt, or a hedge. */
+static void tg__upconn_fail(struct tg_upconn *u, enum tg_fail why, int status, const char *code,
+                            const char *msg)
+{
+    if (u->hedge != NULL)
+        tg_hedge_failed(u->hedge, msg);
+    else
+        tg_txn_upstream_error(u->txn, why, status, code, msg);
+}
+
 static void tg__upconn_on_timer(struct tg_loop *loop, struct tg_timer *timer)
 {
     struct tg_upconn *u = TG_CONTAINER_OF(timer, struct tg_upconn, timer);
@@ -78,11 +88,11 @@ static void tg__upconn_on_timer(struct tg_loop *loop, struct tg_timer *timer)
         u->in_callback = true;
         c->in_callback = true;
         if (u->state == TG_UP_CONNECTING || u->state == TG_UP_HANDSHAKE)
-            tg_txn_upstream_error(t, TG_FAIL_CONNECT, 502, "upstream_connect_timeout",
-                                  "the upstream did not accept the connection in time");
-        else if (t->res_state == TG_RES_WAIT)
-            tg_txn_upstream_error(t, TG_FAIL_TIMEOUT, 504, "upstream_timeout",
-                                  "the upstream did not answer in time");
+            tg__upconn_fail(u, TG_FAIL_CONNECT, 502, "upstream_connect_timeout",
+                            "the upstream did not accept the connection in time");
+        else if (t->res_state == TG_RES_WAIT || u->hedge != NULL)
+            tg__upconn_fail(u, TG_FAIL_TIMEOUT, 504, "upstream_timeout",
+                            "the upstream did not answer in time");
         else
             tg_conn_abort(c);
         c->in_callback = outer;
@@ -114,13 +124,12 @@ static void tg__upconn_idle_event(struct tg_upconn *u)
 
 static void tg__upconn_connected(struct tg_upconn *u)
 {
-    struct tg_txn *t = u->txn;
     int soerr = 0;
     socklen_t len = sizeof(soerr);
 
     if (getsockopt(u->sock.watch.fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0 || soerr != 0) {
-        tg_txn_upstream_error(t, TG_FAIL_CONNECT, 502, "upstream_connect_failed",
-                              "cannot connect to the upstream");
+        tg__upconn_fail(u, TG_FAIL_CONNECT, 502, "upstream_connect_failed",
+                        "cannot connect to the upstream");
         return;
     }
     u->state = u->sock.ssl != NULL ? TG_UP_HANDSHAKE : TG_UP_READY;
@@ -161,8 +170,8 @@ static void tg__upconn_on_event(struct tg_loop *loop, struct tg_watch *watch, un
         if (rc == TG_AGAIN)
             goto out;
         if (rc != TG_OK) {
-            tg_txn_upstream_error(t, TG_FAIL_CONNECT, 502, "upstream_tls_failed",
-                                  "the TLS handshake with the upstream failed");
+            tg__upconn_fail(u, TG_FAIL_CONNECT, 502, "upstream_tls_failed",
+                            "the TLS handshake with the upstream failed");
             goto out;
         }
         u->state = TG_UP_READY;
@@ -174,7 +183,10 @@ static void tg__upconn_on_event(struct tg_loop *loop, struct tg_watch *watch, un
 
         /* the client connection may be closed by what follows: defer its release to here */
         c->in_callback = true;
-        tg_txn_run(t);
+        if (u->hedge != NULL)
+            tg_hedge_event(u->hedge);
+        else
+            tg_txn_run(t);
         c->in_callback = outer;
         tg_conn_reap(c);
     }
