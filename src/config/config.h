@@ -71,7 +71,7 @@ struct tg_health_conf {
     const char *http_path;   /* active.http.path, / */
     struct tg_status_set expect;   /* active.http.expect, 2xx */
     const char *rpc_method;        /* active.jsonrpc.method, eth_blockNumber */
-    uint64_t max_block_lag;        /* active.jsonrpc.max_block_lag, 5; 0 = no lag check */
+    uint32_t max_block_lag;        /* active.jsonrpc.max_block_lag, 5; 0 = no lag check */
     bool syncing;                  /* active.jsonrpc.syncing: also probe eth_syncing */
     tg_msec_t stall_after;         /* active.jsonrpc.stall_after, 60s */
     bool passive;                  /* passive.enabled, true */

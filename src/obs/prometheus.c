@@ -253,6 +253,27 @@ static void tg__node_health(struct tg_sbuf *out)
         tg_sbuf_printf(out, "} %u\n",
                        atomic_load_explicit(&node->health.ejections, memory_order_relaxed));
     }
+    tg__family(out, "tollgate_health_probes_total", "counter",
+               "Active health probes by result (services with health.active).");
+    for (size_t s = 0; s < up->num_services; s++) {
+        const struct tg_service *svc = &up->services[s];
+
+        if (svc->conf->health.probe == TG_PROBE_NONE)
+            continue;
+        for (size_t j = 0; j < svc->num_nodes; j++) {
+            const struct tg_node *node = svc->members[j].node;
+            const struct tg_probe_state *p = &node->health.probe;
+
+            for (int ok = 1; ok >= 0; ok--) {
+                tg_sbuf_add(out, "tollgate_health_probes_total{", 29);
+                tg__label(out, "service", node->service, true);
+                tg__label(out, "node", tg_label_name(TG_LABEL_NODE, node->label), false);
+                tg__label(out, "result", ok ? "ok" : "failed", false);
+                tg_sbuf_printf(out, "} %llu\n",
+                               (unsigned long long)(ok ? p->probes_ok : p->probes_failed));
+            }
+        }
+    }
     tg__family(out, "tollgate_upstream_head_block", "gauge",
                "Head block of JSON-RPC nodes as last probed (0 = unknown).");
     for (size_t s = 0; s < up->num_services; s++) {

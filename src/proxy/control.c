@@ -19,6 +19,7 @@
 #include "obs/log.h"
 #include "proxy/control.h"
 #include "proxy/proxy.h"
+#include "upstream/probe.h"
 
 struct tg_control {
     struct tg_loop *loop;
@@ -312,9 +313,11 @@ int tg_control_run(const char *path, const char *version)
     tg_log(TG_LOG_INFO, "tollgate %s: %zu worker%s, config %s (%s), admin on %s", version, nworkers,
            nworkers == 1 ? "" : "s", cf->file, cf->hash, cf->admin_addr_text);
     atomic_store(&tg_instance.ready, true);
+    tg_probe_start(tg__ctl.loop);
 
     /* The control loop runs until every worker has drained (or the deadline forced it). */
     tg_loop_run(tg__ctl.loop);
+    tg_probe_stop();
     for (size_t i = 0; i < started; i++) {
         if (tg__ctl.forced)
             tg_worker_stop(&tg_instance.workers[i]);

@@ -260,3 +260,74 @@ def test_env_expansion_at_run(tmp_path, upstream):
         assert upstream.last.target == "/env"
     finally:
         tg.stop()
+
+
+RESILIENCE_OK = """
+listen: [ { addr: 127.0.0.1:PORT } ]
+services:
+  eth:
+    kind: jsonrpc
+    nodes:
+      - { url: http://10.0.0.11:8545, max_connections: 200 }
+      - { url: http://10.0.0.12:8545, weight: 2 }
+      - { url: https://provider.example/v3/key, tier: 1 }
+    health:
+      active: { interval: 5s, timeout: 2s, rise: 2, fall: 3, jsonrpc: { max_block_lag: 5 } }
+      passive: { consecutive_failures: 5, base_ejection: 30s, max_ejection: 5m,
+                 max_ejection_percent: 50, statuses: [502, 503, 504, 429] }
+      panic: true
+      slow_start: 30s
+    retry: { attempts: 3, on: [connect_failure, reset, timeout, 5xx], budget: 0.1,
+             min_per_second: 5, buffer: 128kb, backoff: 10ms, backoff_max: 100ms }
+    concurrency: { max: 256, queue: 1024, queue_timeout: 1s }
+  api:
+    balance: consistent_hash
+    hash: { on: "header:x-user", load_factor: 1.5 }
+    nodes: [ { url: http://10.0.0.1:80 }, { url: http://10.0.0.2:80 } ]
+routes:
+  - { name: rpc, match: { path: /rpc }, service: eth, idempotent: true }
+  - { name: reads, match: { path: /api/ }, service: api, hedge: { after: p95, max: 2 } }
+"""
+
+RESILIENCE_BAD = """
+listen: [ { addr: 127.0.0.1:PORT } ]
+services:
+  s:
+    hash: { on: cookie }
+    nodes: [ { url: http://10.0.0.1:80, max_connections: -1 } ]
+    health:
+      passive: { statuses: [700], base_ejection: 10m, max_ejection: 1m }
+      active: { http: { path: health }, jsonrpc: {} }
+    retry: { attempts: 0, on: [reset, flaky], budget: 2 }
+    concurrency: { max: lots }
+routes:
+  - { name: r, service: s, hedge: { after: 0s, max: 9 } }
+"""
+
+
+def test_resilience_keys(tmp_path):
+    """Every key of issue 4 is accepted with its documented shape, and each kind of mistake is
+    reported at its position."""
+    port, = new_ports(1)
+    ok = write(tmp_path, "ok.yaml", RESILIENCE_OK.replace("PORT", str(port)))
+    r = run_cli("check", "-c", ok)
+    assert r.returncode == 0, r.stdout + r.stderr
+    text = RESILIENCE_BAD.replace("PORT", str(port))
+    bad = write(tmp_path, "bad.yaml", text)
+    r = run_cli("check", "-c", bad)
+    assert r.returncode == 2, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    for needle, what in (("cookie", "expected client_ip, path or header:NAME"),
+                         ("-1", "max_connections"),
+                         ("700", "status code"),
+                         ("jsonrpc: {}", "one probe"),
+                         ("flaky", "connect_failure"),
+                         ("lots", "whole number"),
+                         ("0s", "zero delay"),
+                         ("9 }", "at most 3")):
+        line, col = position(text, needle)
+        assert any(f"{bad}:{line}:" in l and what in l for l in out.splitlines()), \
+            f"no error on line {line} about {what!r} ({needle!r}):\n{out}"
+    for what in ("balances with another policy", "base_ejection is longer",
+                 "must start with '/'", "attempts counts the first try", "between 0 and 1"):
+        assert what in out, f"missing {what!r}:\n{out}"
