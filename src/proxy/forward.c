@@ -75,14 +75,17 @@ void tg_txn_free(struct tg_txn *t)
     struct tg_worker *w = t->conn->worker;
 
     tg_timer_disarm(&t->retry_timer);
-    tg_hedge_cancel_all(t);
-    free(t->hedge_buf);
-    t->hedge_buf = NULL;
+    if (t->num_hedges != 0)
+        tg_hedge_cancel_all(t);
+    if (t->hedge_buf != NULL) {
+        free(t->hedge_buf);
+        t->hedge_buf = NULL;
+    }
     if (t->up != NULL) {
         tg_upconn_close(t->up);
         t->up = NULL;
     }
-    if (t->svc != NULL)
+    if (t->admitted || t->queued)
         tg_admission_leave(t);
     if (t->started)
         tg_txn_record(t);
@@ -672,7 +675,8 @@ static void tg__txn_parse_head(struct tg_txn *t)
         }
         in->start += (size_t)n; /* interim responses are not relayed */
     }
-    tg_hedge_cancel_all(t); /* this attempt answered first */
+    if (t->num_hedges != 0)
+        tg_hedge_cancel_all(t); /* this attempt answered first */
     tg__txn_response_head(t, (size_t)n);
 }
 
@@ -1047,7 +1051,8 @@ static void tg__txn_attempt(struct tg_txn *t, const struct tg_route_captures *ca
         return;
     }
     t->up->txn = t;
-    tg_hedge_arm(t);
+    if (t->route->hedge_after != 0)
+        tg_hedge_arm(t);
     if (t->up->state == TG_UP_READY)
         tg_txn_run(t);
 }
@@ -1290,7 +1295,7 @@ void tg_txn_start(struct tg_txn *t)
     if (t->req.body_kind == TG_BODY_CHUNKED)
         tg_h1_chunked_init(&t->req_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
     tg__txn_prepare_pick(t);
-    if (tg_admission_enter(t))
+    if (t->svc->conf->conc_max == 0 || tg_admission_enter(t))
         tg__txn_proceed(t, &caps);
 }
 

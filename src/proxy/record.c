@@ -89,9 +89,12 @@ void tg_txn_record(struct tg_txn *t)
         if (t->up_status != 0) {
             bool ok = !tg_status_in(&t->svc->conf->health.statuses, t->up_status);
 
-            if (!ok)
+            if (ok) {
+                tg_node_report_ok(t->svc, t->node, t->trial, now);
+            } else {
                 tg_node_set_error(t->node, "answered %d", t->up_status);
-            tg_node_report(t->svc, t->node, ok, t->trial, now, NULL);
+                tg_node_report(t->svc, t->node, false, t->trial, now, NULL);
+            }
         }
     }
     if (w->access != NULL && rt->cf->access_log &&

@@ -80,7 +80,7 @@ static void tg__add(struct tg_candidates *c, uint32_t *tier, uint32_t t, uint32_
     c->n++;
 }
 
-int tg_balance_pick(struct tg_service *svc, struct tg_pick *p)
+int tg__balance_pick(struct tg_service *svc, struct tg_pick *p)
 {
     const struct tg_health_conf *hc = &svc->conf->health;
     struct tg_service_worker *sw = &svc->w[p->worker];

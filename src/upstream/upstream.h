@@ -185,13 +185,32 @@ struct tg_pick {
  * one trial request first. Returns the member index, or -1 when no node can be used (with
  * health.panic, every untried node counts as usable then).
  */
-int tg_balance_pick(struct tg_service *svc, struct tg_pick *p);
+int tg__balance_pick(struct tg_service *svc, struct tg_pick *p);
+
+static inline int tg_balance_pick(struct tg_service *svc, struct tg_pick *p)
+{
+    /* the common single-node service, healthy and without a connection limit */
+    if (svc->num_nodes == 1 && p->tried[0] == 0 && svc->members[0].conf->max_connections == 0 &&
+        atomic_load_explicit(&svc->members[0].node->health.flags, memory_order_relaxed) == 0) {
+        p->trial = false;
+        return 0;
+    }
+    return tg__balance_pick(svc, p);
+}
 
 /* Passive health (passive.c): the outcome of one exchange with a node. ok is false for connect
  * errors, resets, timeouts and statuses of health.passive.statuses. trial marks the half-open
  * request of tg_pick. why is a short text kept as the node's last error. */
 void tg_node_report(const struct tg_service *svc, struct tg_node *n, bool ok, bool trial,
                     uint64_t now_us, const char *why);
+
+/* The common case of tg_node_report() inline: a success that changes nothing. */
+static inline void tg_node_report_ok(const struct tg_service *svc, struct tg_node *n, bool trial,
+                                     uint64_t now_us)
+{
+    if (trial || atomic_load_explicit(&n->health.failures, memory_order_relaxed) != 0)
+        tg_node_report(svc, n, true, trial, now_us, NULL);
+}
 /* Records a node's last error (any thread). */
 void tg_node_set_error(struct tg_node *n, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
