@@ -1118,9 +1118,7 @@ static void tg__txn_attempt_failed(struct tg_txn *t, enum tg_fail why, int statu
         nw->requests++;
         if (!node_ok) {
             nw->errors++;
-            /* a failing node must not look fast to p2c_ewma */
-            nw->ewma_us = nw->ewma_us * 2 + 1000;
-            nw->ewma_at = now;
+            tg_node_ewma_penalize(nw, now); /* a failing node must not look fast to p2c */
         }
     }
     t->up_start_us = 0;

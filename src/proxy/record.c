@@ -80,9 +80,9 @@ void tg_txn_record(struct tg_txn *t)
         if (t->up_status == 0 || t->up_status >= 500) {
             nw->errors++;
         } else {
-            nw->ewma_us =
-                nw->ewma_us ? nw->ewma_us + (uint64_t)((int64_t)(up - nw->ewma_us) / 8) : up;
-            nw->ewma_at = now;
+            if (t->trial) /* back from an ejection: afresh, not from its penalty */
+                nw->ewma_us = 0;
+            tg_node_ewma_add(nw, up, now);
         }
         /* a node that answered is judged by its status; one that had not answered yet when the
          * client left is not judged at all */

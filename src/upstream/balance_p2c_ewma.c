@@ -6,23 +6,20 @@
  * comparison it enters.
  *
  * A node not picked for a while has its EWMA halved per TG_EWMA_HALF_LIFE of silence, so a node
- * that was slow once is tried again now and then and can win back its share. A node with no
- * sample yet is tried once at a time until its first answer gives it one.
+ * that was slow once (a cold first request, a failure penalty) is tried again within a second or
+ * two and can win back its share, while a node that is really 20 times slower gets one request
+ * per second or so. A node with no sample yet is tried once at a time until its first answer
+ * gives it one.
  */
 #include "upstream/balance.h"
-
-#define TG_EWMA_HALF_LIFE_US 2000000ull
 
 static uint64_t tg__cost(const struct tg_node *n, uint32_t worker, uint64_t now_us, uint32_t weight)
 {
     const struct tg_node_worker *nw = &n->w[worker];
-    uint64_t e = nw->ewma_us, idle;
+    uint64_t e = tg_node_ewma(nw, now_us);
 
-    if (e == 0)
+    if (nw->ewma_us == 0)
         return nw->in_flight == 0 ? 0 : UINT64_MAX / 2;
-    idle = now_us > nw->ewma_at ? now_us - nw->ewma_at : 0;
-    if (idle >= TG_EWMA_HALF_LIFE_US)
-        e >>= idle / TG_EWMA_HALF_LIFE_US < 63 ? idle / TG_EWMA_HALF_LIFE_US : 63;
     return (e + 1) * (nw->in_flight + 1) * TG_WEIGHT_SCALE / weight;
 }
 

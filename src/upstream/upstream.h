@@ -102,6 +102,39 @@ struct tg_member {
     const struct tg_node_conf *conf; /* this snapshot's conf: weight, tier */
 };
 
+/* A failed exchange doubles the node's latency EWMA, up to this. */
+#define TG_EWMA_PENALTY_MAX_US 10000000ull
+/* A node's latency EWMA halves for every this long without a sample (p2c_ewma tries it again). */
+#define TG_EWMA_HALF_LIFE_US 250000ull
+
+/* The latency EWMA of a node on a worker as of now: decayed for the time without samples. */
+static inline uint64_t tg_node_ewma(const struct tg_node_worker *nw, uint64_t now_us)
+{
+    uint64_t e = nw->ewma_us, idle = now_us > nw->ewma_at ? now_us - nw->ewma_at : 0;
+
+    if (idle >= TG_EWMA_HALF_LIFE_US)
+        e >>= idle / TG_EWMA_HALF_LIFE_US < 63 ? idle / TG_EWMA_HALF_LIFE_US : 63;
+    return e;
+}
+
+/* Adds a latency sample (µs) to a node's EWMA on this worker (weight 1/8). */
+static inline void tg_node_ewma_add(struct tg_node_worker *nw, uint64_t sample_us, uint64_t now_us)
+{
+    uint64_t e = tg_node_ewma(nw, now_us);
+
+    nw->ewma_us = e ? e + (uint64_t)((int64_t)(sample_us - e) / 8) : sample_us;
+    nw->ewma_at = now_us;
+}
+
+/* A failed exchange: the EWMA doubles (bounded, so it decays in seconds). */
+static inline void tg_node_ewma_penalize(struct tg_node_worker *nw, uint64_t now_us)
+{
+    uint64_t e = tg_node_ewma(nw, now_us);
+
+    nw->ewma_us = e < TG_EWMA_PENALTY_MAX_US / 2 ? e * 2 + 1000 : TG_EWMA_PENALTY_MAX_US;
+    nw->ewma_at = now_us;
+}
+
 /* One second of the retry budget's 10-second window. */
 struct tg_budget_slot {
     int64_t sec; /* monotonic second this slot counts */
