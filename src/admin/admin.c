@@ -116,10 +116,10 @@ static bool tg__node_resolved(const struct tg_node *n)
     return n->dns == NULL || tg_dns_addrs(n->dns) != NULL;
 }
 
-static bool tg__node_usable(const struct tg_node *n)
+static bool tg__node_usable(const struct tg_member *m)
 {
-    return tg__node_resolved(n) &&
-           atomic_load_explicit(&n->health.flags, memory_order_relaxed) == 0;
+    return tg__node_resolved(m->node) && !m->conf->drain &&
+           atomic_load_explicit(&m->node->health.flags, memory_order_relaxed) == 0;
 }
 
 int tg_admin_readyz(struct tg_sbuf *out)
@@ -136,7 +136,7 @@ int tg_admin_readyz(struct tg_sbuf *out)
         size_t usable = 0;
 
         for (size_t j = 0; j < svc->num_nodes; j++)
-            usable += tg__node_usable(svc->members[j].node);
+            usable += tg__node_usable(&svc->members[j]);
         if (usable == 0)
             nodes_ok = false;
         if (i > 0)
@@ -253,18 +253,18 @@ int tg_admin_status(struct tg_sbuf *out, const char *version)
             tg_sbuf_json(out, label, strlen(label));
             tg_sbuf_printf(out, ",\"url\":");
             tg_sbuf_json(out, n->conf->url, strlen(n->conf->url));
-            tg_sbuf_printf(out,
-                           ",\"state\":\"%s\",\"weight\":%u,\"tier\":%u,\"in_flight\":%llu,"
-                           "\"connections\":%d,\"idle_connections\":%llu,\"requests\":%llu,"
-                           "\"errors\":%llu,\"latency_ewma_ms\":%.3f,\"ejections\":%u",
-                           tg__node_resolved(n) ? tg_node_state_name(n) : "unresolved",
-                           svc->members[j].conf->weight, svc->members[j].conf->tier,
-                           (unsigned long long)in_flight,
-                           atomic_load_explicit(&n->health.connections, memory_order_relaxed),
-                           (unsigned long long)idle, (unsigned long long)requests,
-                           (unsigned long long)errors,
-                           ewma_n ? (double)ewma_sum / (double)ewma_n / 1000.0 : 0.0,
-                           atomic_load_explicit(&n->health.ejections, memory_order_relaxed));
+            tg_sbuf_printf(
+                out,
+                ",\"state\":\"%s\",\"weight\":%u,\"tier\":%u,\"in_flight\":%llu,"
+                "\"connections\":%d,\"idle_connections\":%llu,\"requests\":%llu,"
+                "\"errors\":%llu,\"latency_ewma_ms\":%.3f,\"ejections\":%u",
+                tg__node_resolved(n) ? tg_member_state_name(&svc->members[j]) : "unresolved",
+                svc->members[j].conf->weight, svc->members[j].conf->tier,
+                (unsigned long long)in_flight,
+                atomic_load_explicit(&n->health.connections, memory_order_relaxed),
+                (unsigned long long)idle, (unsigned long long)requests, (unsigned long long)errors,
+                ewma_n ? (double)ewma_sum / (double)ewma_n / 1000.0 : 0.0,
+                atomic_load_explicit(&n->health.ejections, memory_order_relaxed));
             tg__admin_node_health(out, svc, n);
             tg_sbuf_printf(out, "}");
         }

@@ -46,6 +46,7 @@ struct tg_node_conf {
     uint32_t weight;          /* default 1 */
     uint32_t tier;            /* default 0 */
     uint32_t max_connections; /* per instance, 0 = unlimited: a node at its limit is skipped */
+    bool drain;               /* no new requests (those in flight finish); /status: draining */
     struct tg_conf_pos pos;
 };
 

@@ -239,6 +239,10 @@ static const struct tg_conf_key node_keys[] = {
      .offset = offsetof(struct tg_node_conf, max_connections),
      .def = "0",
      .max = 10000000},
+    {.name = "drain",
+     .type = TG_CT_BOOL,
+     .offset = offsetof(struct tg_node_conf, drain),
+     .def = "false"},
 };
 static const struct tg_conf_section node_section = TG_CONF_SECTION("a node", node_keys);
 

@@ -225,21 +225,23 @@ static void tg__upstream(struct tg_sbuf *out, struct tg_metrics *const *ms, size
  * nodes. Nodes are those of the current snapshot. */
 static void tg__node_health(struct tg_sbuf *out)
 {
-    static const char *const states[] = {"healthy", "down", "ejected", "lagging"};
+    static const char *const states[] = {"healthy", "down", "ejected", "lagging", "draining"};
     const struct tg_upstreams *up = &tg_instance.rt->up;
 
     tg__family(out, "tollgate_upstream_node_state", "gauge",
                "1 for the node's current health state, 0 for the others.");
-    for (size_t i = 0; i < up->num_nodes; i++) {
-        const struct tg_node *node = up->nodes[i];
-        const char *now = tg_node_state_name(node);
+    for (size_t s = 0; s < up->num_services; s++) {
+        for (size_t j = 0; j < up->services[s].num_nodes; j++) {
+            const struct tg_member *m = &up->services[s].members[j];
+            const char *now = tg_member_state_name(m);
 
-        for (size_t k = 0; k < TG_ARRAY_SIZE(states); k++) {
-            tg_sbuf_add(out, "tollgate_upstream_node_state{", 29);
-            tg__label(out, "service", node->service, true);
-            tg__label(out, "node", tg_label_name(TG_LABEL_NODE, node->label), false);
-            tg__label(out, "state", states[k], false);
-            tg_sbuf_printf(out, "} %d\n", strcmp(now, states[k]) == 0);
+            for (size_t k = 0; k < TG_ARRAY_SIZE(states); k++) {
+                tg_sbuf_add(out, "tollgate_upstream_node_state{", 29);
+                tg__label(out, "service", m->node->service, true);
+                tg__label(out, "node", tg_label_name(TG_LABEL_NODE, m->node->label), false);
+                tg__label(out, "state", states[k], false);
+                tg_sbuf_printf(out, "} %d\n", strcmp(now, states[k]) == 0);
+            }
         }
     }
     tg__family(out, "tollgate_upstream_ejections_total", "counter",

@@ -97,7 +97,7 @@ int tg__balance_pick(struct tg_service *svc, struct tg_pick *p)
         unsigned flags = atomic_load_explicit(&n->health.flags, memory_order_relaxed);
         uint32_t mc = m->conf->max_connections;
 
-        if (tg__tried(p, i))
+        if (tg__tried(p, i) || m->conf->drain)
             continue;
         if (flags == TG_NODE_EJECTED && tg__claim_trial(n, now_ms)) {
             p->trial = true;

@@ -37,10 +37,12 @@ void tg_node_set_error(struct tg_node *n, const char *fmt, ...)
     pthread_mutex_unlock(&n->health.lock);
 }
 
-const char *tg_node_state_name(const struct tg_node *n)
+const char *tg_member_state_name(const struct tg_member *m)
 {
-    unsigned f = atomic_load_explicit(&n->health.flags, memory_order_relaxed);
+    unsigned f = atomic_load_explicit(&m->node->health.flags, memory_order_relaxed);
 
+    if (m->conf->drain)
+        return "draining";
     if (f & TG_NODE_DOWN)
         return "down";
     if (f & TG_NODE_EJECTED)

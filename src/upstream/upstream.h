@@ -224,6 +224,7 @@ static inline int tg_balance_pick(struct tg_service *svc, struct tg_pick *p)
 {
     /* the common single-node service, healthy and without a connection limit */
     if (svc->num_nodes == 1 && p->tried[0] == 0 && svc->members[0].conf->max_connections == 0 &&
+        !svc->members[0].conf->drain &&
         atomic_load_explicit(&svc->members[0].node->health.flags, memory_order_relaxed) == 0) {
         p->trial = false;
         return 0;
@@ -247,8 +248,9 @@ static inline void tg_node_report_ok(const struct tg_service *svc, struct tg_nod
 /* Records a node's last error (any thread). */
 void tg_node_set_error(struct tg_node *n, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* The state name /status and the metrics show: healthy, down, ejected or lagging. */
-const char *tg_node_state_name(const struct tg_node *n);
+/* The state name /status and the metrics show: draining (its conf says drain), down, ejected,
+ * lagging or healthy. */
+const char *tg_member_state_name(const struct tg_member *m);
 
 /*
  * Copies the address to connect to for a node into out (one of its DNS answers for named

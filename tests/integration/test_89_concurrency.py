@@ -92,3 +92,30 @@ def test_a_client_leaving_the_queue_frees_its_place(upstreams, tollgate):
     assert busy.response().status == 200
     busy.close()
     assert [q.target for q in up.requests] == ["/busy", "/next"]
+
+
+def test_a_draining_node_finishes_its_requests_and_takes_no_new_ones(upstreams, tollgate):
+    """drain: true (applied by reload) takes a node out of rotation without cutting what it is
+    doing; /status and the node_state metric say draining."""
+    a = upstreams(slow(0.5))
+    b = upstreams(slow(0.0))
+    svc = service(a.url, b.url, response="5s", balance="round_robin")
+    tg = tollgate(services={"s": svc}, routes=[{"name": "r", "service": "s"}])
+    busy = Client(tg.addr, timeout=5)
+    busy.send(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")  # round robin: node a first
+    a.wait_requests(1)
+    svc["nodes"][0]["drain"] = True
+    tg.config["services"]["s"] = svc
+    tg.write_config()
+    assert tg.admin("/reload", method="POST").status == 200
+    assert busy.response().status == 200  # finished on the draining node
+    busy.close()
+    with Client(tg.addr) as c:
+        for i in range(6):
+            assert c.get(f"/n{i}").status == 200
+    assert [q.target for q in a.requests] == ["/slow"]
+    nodes = tg.admin("/status").json()["services"][0]["nodes"]
+    assert [n["state"] for n in nodes] == ["draining", "healthy"], nodes
+    m = tg.metrics()
+    assert m.value("tollgate_upstream_node_state", service="s",
+                   node=a.url.split("//")[1], state="draining") == 1
