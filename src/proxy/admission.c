@@ -50,32 +50,23 @@ static void tg__shed(struct tg_txn *t)
                         (unsigned)((t->svc->conf->conc_queue_timeout + 999) / 1000));
 }
 
+static void tg__queue_timeout(struct tg_txn *t)
+{
+    tg__unlink(&t->svc->w[t->conn->worker->id], t);
+    tg__waited(t);
+    tg__shed(t);
+}
+
 static void tg__on_queue_timeout(struct tg_loop *loop, struct tg_timer *timer)
 {
-    struct tg_txn *t = TG_CONTAINER_OF(timer, struct tg_txn, retry_timer);
-    struct tg_conn *c = t->conn;
-    bool outer = c->in_callback;
-
     (void)loop;
-    tg__unlink(&t->svc->w[c->worker->id], t);
-    tg__waited(t);
-    c->in_callback = true;
-    tg__shed(t);
-    c->in_callback = outer;
-    tg_conn_reap(c);
+    tg_txn_step(TG_CONTAINER_OF(timer, struct tg_txn, retry_timer), tg__queue_timeout);
 }
 
 static void tg__on_admitted(struct tg_loop *loop, struct tg_timer *timer)
 {
-    struct tg_txn *t = TG_CONTAINER_OF(timer, struct tg_txn, retry_timer);
-    struct tg_conn *c = t->conn;
-    bool outer = c->in_callback;
-
     (void)loop;
-    c->in_callback = true;
-    tg_txn_proceed(t);
-    c->in_callback = outer;
-    tg_conn_reap(c);
+    tg_txn_step(TG_CONTAINER_OF(timer, struct tg_txn, retry_timer), tg_txn_proceed);
 }
 
 bool tg_admission_enter(struct tg_txn *t)

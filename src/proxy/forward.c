@@ -1131,17 +1131,26 @@ static void tg__txn_attempt_failed(struct tg_txn *t, enum tg_fail why, int statu
     tg_node_report(t->svc, t->node, node_ok, t->trial, now, NULL);
 }
 
-static void tg__txn_on_retry(struct tg_loop *loop, struct tg_timer *timer)
+void tg_txn_step(struct tg_txn *t, void (*step)(struct tg_txn *t))
 {
-    struct tg_txn *t = TG_CONTAINER_OF(timer, struct tg_txn, retry_timer);
     struct tg_conn *c = t->conn;
     bool outer = c->in_callback;
 
-    (void)loop;
     c->in_callback = true;
-    tg__txn_attempt(t, NULL);
+    step(t);
     c->in_callback = outer;
     tg_conn_reap(c);
+}
+
+static void tg__txn_next_attempt(struct tg_txn *t)
+{
+    tg__txn_attempt(t, NULL);
+}
+
+static void tg__txn_on_retry(struct tg_loop *loop, struct tg_timer *timer)
+{
+    (void)loop;
+    tg_txn_step(TG_CONTAINER_OF(timer, struct tg_txn, retry_timer), tg__txn_next_attempt);
 }
 
 /* Ends a failed attempt and schedules the next one on another node, when retry.on, safety, a

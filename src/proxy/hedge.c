@@ -262,24 +262,18 @@ static void tg__hedge_start(struct tg_txn *t)
 static void tg__hedge_on_timer(struct tg_loop *loop, struct tg_timer *timer)
 {
     struct tg_txn *t = TG_CONTAINER_OF(timer, struct tg_txn, retry_timer);
-    struct tg_conn *c = t->conn;
-    bool outer = c->in_callback;
 
-    (void)loop;
     if (t->up == NULL || t->res_state != TG_RES_WAIT || t->local_reply ||
         t->num_hedges >= TG_MAX_HEDGES)
         return;
     if (t->req_state != TG_REQ_DONE) { /* still sending: look again later */
-        tg_timer_arm(c->worker->loop, &t->retry_timer, tg__hedge_delay(t), tg__hedge_on_timer);
+        tg_timer_arm(loop, &t->retry_timer, tg__hedge_delay(t), tg__hedge_on_timer);
         return;
     }
     /* the next hedge is armed first: starting this one may end the transaction */
     if (t->hedges_sent + 1u < t->route->hedge_max)
-        tg_timer_arm(c->worker->loop, &t->retry_timer, tg__hedge_delay(t), tg__hedge_on_timer);
-    c->in_callback = true;
-    tg__hedge_start(t);
-    c->in_callback = outer;
-    tg_conn_reap(c);
+        tg_timer_arm(loop, &t->retry_timer, tg__hedge_delay(t), tg__hedge_on_timer);
+    tg_txn_step(t, tg__hedge_start);
 }
 
 void tg_hedge_arm(struct tg_txn *t)

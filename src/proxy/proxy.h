@@ -402,6 +402,9 @@ bool tg_admission_enter(struct tg_txn *t);
 void tg_admission_leave(struct tg_txn *t);
 /* forward.c: goes on with an admitted request (body buffering, first attempt). */
 void tg_txn_proceed(struct tg_txn *t);
+/* Runs step(t) from a timer of the transaction: the client connection is released only after
+ * the step, if the step closed it. */
+void tg_txn_step(struct tg_txn *t, void (*step)(struct tg_txn *t));
 
 /* hedge.c */
 /* The first attempt of t started: arms the hedge timer when t's route hedges and t may be
