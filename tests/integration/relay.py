@@ -12,6 +12,9 @@ Modes, switchable at any time with set_mode() (existing connections follow the c
               sides with SO_LINGER 0 (RST) right after the limit
     stall     stop reading from both sides: the kernel buffers fill and the peers block
     onebyte   forward one byte per send, with `pause` seconds between bytes
+    refuse    the node is gone: the listening socket is closed (connects get ECONNREFUSED) and
+              open connections are closed (FIN, then RST); switching to another mode listens
+              again on the same port
 """
 
 import select
@@ -19,9 +22,9 @@ import socket
 import threading
 import time
 
-from tglib.net import close_server
+from tglib.net import close_server, free_port
 
-MODES = ("pass", "delay", "drop", "reset", "stall", "onebyte")
+MODES = ("pass", "delay", "drop", "reset", "stall", "onebyte", "refuse")
 
 _LINGER0 = b"\x01\x00\x00\x00\x00\x00\x00\x00"
 
@@ -47,13 +50,22 @@ class Relay:
         self._threads = []
         self._socks = set()
         self._lock = threading.Lock()
+        self._ls = None
+        self.port = 0
+        self.mode = None
         self.set_mode(mode, delay_ms=delay_ms, reset_after=reset_after, reset_dir=reset_dir,
                       pause=pause)
 
     def set_mode(self, mode, delay_ms=None, reset_after=None, reset_dir=None, pause=None):
         if mode not in MODES:
             raise ValueError(f"unknown relay mode {mode!r}")
+        was = self.mode
         self.mode = mode
+        if self.port:  # started: open or close the listener as the mode needs
+            if mode == "refuse" and was != "refuse":
+                self._unlisten()
+            elif mode != "refuse" and was == "refuse":
+                self._listen(self.port)
         if delay_ms is not None:
             self.delay_ms = delay_ms
         if reset_after is not None:
@@ -63,18 +75,47 @@ class Relay:
         if pause is not None:
             self.pause = pause
 
-    def start(self):
+    def start(self, port=0):
+        """Listens on port (0: a free one) unless the mode is refuse, which only reserves the
+        port number for a later set_mode()."""
+        if self.mode == "refuse":
+            self.port = port or free_port()
+        else:
+            self._listen(port)
+        self.addr = ("127.0.0.1", self.port)
+        return self
+
+    def _listen(self, port):
         ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", 0))
+        ls.bind(("127.0.0.1", port))
         ls.listen(128)
         self._ls = ls
         self.port = ls.getsockname()[1]
-        self.addr = ("127.0.0.1", self.port)
-        t = threading.Thread(target=self._accept_loop, daemon=True)
+        t = threading.Thread(target=self._accept_loop, args=(ls,), daemon=True)
         t.start()
         self._threads.append(t)
-        return self
+
+    def _unlisten(self):
+        """Closes the listener (shutdown first: it wakes the thread blocked in accept) and every
+        open connection, as if the node's process had died. Connections are shut down, not
+        closed, here: their pump threads still hold them and close them on the EOF (with
+        SO_LINGER 0, so the close sends a RST)."""
+        ls, self._ls = self._ls, None
+        if ls is not None:
+            try:
+                ls.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            ls.close()
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER0)
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def url(self):
@@ -87,6 +128,8 @@ class Relay:
             with self._lock:
                 return list(self._socks)
 
+        if self._ls is None:  # refusing: nothing listens
+            self._ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         close_server(self._ls, open_socks, self._threads)
 
     def __enter__(self):
@@ -95,10 +138,10 @@ class Relay:
     def __exit__(self, *exc):
         self.close()
 
-    def _accept_loop(self):
+    def _accept_loop(self, ls):
         while not self._stop:
             try:
-                c, _ = self._ls.accept()
+                c, _ = ls.accept()
             except OSError:
                 return
             with self._lock:
