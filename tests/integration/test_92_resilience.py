@@ -226,7 +226,10 @@ def test_stalled_node_out_of_rotation_within_two_timeouts(nodes, relays, tollgat
     assert window <= 2 * 0.5, f"client errors went on {window:.2f}s after the stall:\n" \
                               f"{summary(samples)}"
     # A request sent to c before the stall may complete just after it began.
-    assert by_node(samples, t_stall + 0.1, t_unstall).get(c.name, 0) == 0
+    # While stalled the node answers nothing. A request that started within one response
+    # timeout of the un-stall (a half-open trial after its ejection ran out) may legitimately be
+    # answered by it once the relay passes bytes again, so that last stretch is left out.
+    assert by_node(samples, t_stall + 0.1, t_unstall - 0.5).get(c.name, 0) == 0
     if balance == "round_robin":
         assert ejected_at is not None, f"the stalled node was never ejected: {seen[-1]}"
     assert back and back[0] - t_unstall < 3.0, \

@@ -714,10 +714,9 @@ TEST(key_errors)
     EXPECT_ERRORS("listen:\n  - addr: 1.2.3.4:80\n    tls: { cert: /c }\n",
                   "t.yaml:3:10: listen tls is missing the required key 'key'");
     EXPECT_ERRORS(MIN_LISTEN "services:\n  s:\n    nodes: [ { url: http://h } ]\n"
-                             "    health: { active: {} }\n",
-                  "t.yaml:5:5: 'health' (active and passive health checks) is not supported by "
-                  "this version of tollgate yet; valid keys in a service: kind, balance, nodes, "
-                  "timeouts, pool, tls");
+                             "    health: { actve: {} }\n",
+                  "t.yaml:5:15: unknown key 'actve' in health (did you mean 'active'?); valid "
+                  "keys: active, passive, panic, slow_start");
 }
 
 TEST(listen_errors)
@@ -805,7 +804,8 @@ TEST(route_errors)
                   "t.yaml:12:5: route 'c' has the same match as route 'a' (line 7), so it can "
                   "never be chosen",
                   "t.yaml:14:5: 'cache' (response caching) is not supported by this version of "
-                  "tollgate yet; valid keys in a route: name, match, service, rewrite, max_body",
+                  "tollgate yet; valid keys in a route: name, match, service, rewrite, max_body, "
+                  "idempotent, hedge",
                   "t.yaml:15:13: a route name 'd e' may only contain letters, digits, '-', '_' "
                   "and '.'",
                   "t.yaml:17:32: methods: expected a list of methods like [GET, POST], got 'GET'");
@@ -871,7 +871,7 @@ TEST(many_errors)
                   "t.yaml:14:14: service: route 'api' uses service 'apii', which is not defined "
                   "under services",
                   "t.yaml:15:5: unknown key 'timeout' in a route; valid keys: name, match, "
-                  "service, rewrite, max_body");
+                  "service, rewrite, max_body, idempotent, hedge");
 }
 
 TEST(load_file)

@@ -18,7 +18,9 @@ TEST(test_hot_struct_sizes)
 {
     BUDGET(struct tg_conn, 256);
     BUDGET(struct tg_upconn, 192);
-    BUDGET(struct tg_txn, 768);
+    /* a transaction exists only while its request is in flight; issue 4 added the attempt
+     * state (nodes tried, retry and hedge timer, queue links, hedges): 904 bytes */
+    BUDGET(struct tg_txn, 960);
     BUDGET(struct tg_http_header, 40);
     BUDGET(struct tg_timer, 32);
     BUDGET(struct tg_sock, 32);
