@@ -24,9 +24,6 @@ static void tg__upconn_free(struct tg_upconn *u)
     if (u->freed)
         return;
     u->freed = true;
-    if (u->counted)
-        atomic_fetch_sub_explicit(&u->node->health.connections, 1, memory_order_relaxed);
-    u->counted = false;
     tg_timer_disarm(&u->timer);
     tg_sock_close(&u->sock);
     tg_buf_put(&w->bufs, u->in);
@@ -54,6 +51,11 @@ void tg_upconn_close(struct tg_upconn *u)
 {
     if (u->dead)
         return;
+    /* counted here, not when freed: a free deferred to the end of a callback may come after
+     * the last snapshot holding the node let it go */
+    if (u->counted)
+        atomic_fetch_sub_explicit(&u->node->health.connections, 1, memory_order_relaxed);
+    u->counted = false;
     if (u->state == TG_UP_IDLE)
         tg__pool_unlink(u->worker, u);
     u->dead = true;
