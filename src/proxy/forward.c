@@ -960,6 +960,7 @@ static void tg__txn_buffer_body(struct tg_txn *t)
         tg_conn_arm(c, t->rt->cf->limits.body_timeout);
     }
     t->buffering = false;
+    t->req_state = TG_REQ_DONE; /* all of it is here: an answer now keeps the connection */
     tg_timer_disarm(&c->timer);
     tg__txn_attempt(t, NULL);
 }
@@ -1013,8 +1014,8 @@ static void tg__txn_attempt(struct tg_txn *t, const struct tg_route_captures *ca
         t->member = tg_balance_pick(svc, &t->pick);
     if (t->member < 0) {
         w->stats.no_usable_node++;
-        tg_txn_respond_error(t, 503, "no_usable_node",
-                             "no node of the service can take the request now");
+        tg_txn_respond_busy(t, "no_usable_node", "no node of the service can take the request now",
+                            1);
         return;
     }
     t->pick.tried[t->member >> 6] |= 1ull << (t->member & 63);
@@ -1206,7 +1207,9 @@ static void tg__txn_proceed(struct tg_txn *t, const struct tg_route_captures *ca
         /* small enough to keep for a retry: read it whole before the first attempt */
         t->replay = true;
         t->keep_in = t->head_len + t->req.content_length;
-        if (tg_buf_len(c->in) < t->keep_in) {
+        if (tg_buf_len(c->in) >= t->keep_in) {
+            t->req_state = TG_REQ_DONE;
+        } else {
             tg__txn_hold_room(t);
             t->buffering = true;
             t->req_state = TG_REQ_BODY;

@@ -119,3 +119,22 @@ def test_a_draining_node_finishes_its_requests_and_takes_no_new_ones(upstreams, 
     m = tg.metrics()
     assert m.value("tollgate_upstream_node_state", service="s",
                    node=a.url.split("//")[1], state="draining") == 1
+
+
+def test_no_usable_node_is_a_fast_503_that_keeps_the_connection(upstreams, tollgate):
+    """With every node out (here: its only node draining) requests fail at once with 503 +
+    Retry-After, and a request whose body was read whole keeps its keep-alive connection."""
+    up = upstreams()
+    svc = service(up.url)
+    svc["nodes"][0]["drain"] = True
+    tg = tollgate(services={"s": svc}, routes=[{"name": "r", "service": "s"}])
+    with Client(tg.addr) as c:
+        c.request("POST", "/p", body=b"hello")
+        r = c.response()
+        assert r.status == 503 and r.header("retry-after") == "1", r
+        assert r.json()["error"]["code"] == "no_usable_node", r
+        assert not r.closes, r
+        r = c.get("/g")
+        assert r.status == 503 and not r.closes, r
+    assert up.requests == []
+    assert tg.metrics().value("tollgate_upstream_unavailable_total") == 2
