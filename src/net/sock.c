@@ -1,6 +1,7 @@
 #include "net/sock.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,6 +42,9 @@ ssize_t tg_sock_read(struct tg_sock *s, void *buf, size_t len)
     return TG_ERROR;
 }
 
+/* Gathered writes up to this size are sent as one copied piece. */
+#define TG_SOCK_GATHER_MAX 4096
+
 ssize_t tg_sock_writev(struct tg_sock *s, const struct iovec *iov, int iovcnt)
 {
     size_t want = 0;
@@ -54,11 +58,30 @@ ssize_t tg_sock_writev(struct tg_sock *s, const struct iovec *iov, int iovcnt)
             s->writable = false;
         return n;
     }
-    do {
-        struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+    if (iovcnt > 1 && want <= TG_SOCK_GATHER_MAX) {
+        /* A small message in several pieces (a composed head, its header lines, a short body)
+         * is copied into one piece: the kernel's per-segment work costs more than the copy. */
+        char one[TG_SOCK_GATHER_MAX];
+        size_t off = 0;
 
-        n = sendmsg(s->watch.fd, &msg, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+        for (int i = 0; i < iovcnt; i++) {
+            memcpy(one + off, iov[i].iov_base, iov[i].iov_len);
+            off += iov[i].iov_len;
+        }
+        do
+            n = send(s->watch.fd, one, want, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+    } else if (iovcnt == 1) {
+        do
+            n = send(s->watch.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+    } else {
+        do {
+            struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+
+            n = sendmsg(s->watch.fd, &msg, MSG_NOSIGNAL);
+        } while (n < 0 && errno == EINTR);
+    }
     if (n >= 0) {
         if ((size_t)n < want)
             s->writable = false;
