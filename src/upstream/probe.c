@@ -799,6 +799,15 @@ static void tg__probe_count(const struct tg_service *svc, struct tg_node *n, boo
         tg_log(TG_LOG_INFO, "service %s: node %s is up after %u good probe%s", svc->conf->name,
                n->conf->url, st->ok_run, st->ok_run == 1 ? "" : "s");
     }
+    if (st->ok_run >= hc->rise && tg__flag_has(n, TG_NODE_EJECTED)) {
+        /* `rise` good probes in a row also end a passive ejection (as Envoy's
+         * successful_active_health_check_uneject_host): a restarted node returns within rise
+         * probes instead of waiting out base_ejection for its trial request. */
+        atomic_store_explicit(&n->health.failures, 0, memory_order_relaxed);
+        tg__flag_clear(n, TG_NODE_EJECTED, now);
+        tg_log(TG_LOG_INFO, "service %s: node %s is back: %u good probes end its ejection",
+               svc->conf->name, n->conf->url, st->ok_run);
+    }
 }
 
 static void tg__probe_apply(struct tg_node *n, uint8_t kind, const struct tg_probe_result *r)

@@ -180,6 +180,40 @@ def test_kill9_under_load_no_client_errors_and_node_returns(nodes, tollgate, bal
                          f"restart: {by_node(samples, since=load.duration - 1.0)}"
 
 
+def test_kill9_with_active_probes_out_within_one_interval_back_within_rise(nodes, tollgate):
+    """The issue's wording with active health checks on (interval 500ms, rise 2, fall 2) and
+    passive health at its defaults (base_ejection 30s): the killed node is out of rotation
+    within one probe interval (its first failed requests eject it; they are retried, so no
+    client sees an error), and after its restart it is back within `rise` probes: two good
+    probes also end the passive ejection instead of leaving it out for 30 s."""
+    ns = [nodes(n) for n in "abc"]
+    tg = gate(tollgate, ns, health={"active": {"interval": "500ms", "timeout": "300ms",
+                                               "rise": 2, "fall": 2,
+                                               "http": {"path": "/health"}}})
+    load = Load(tg.addr, threads=4, duration=8.0).start()
+    sleep_until(load, 1.5)
+    t_kill = load.elapsed()
+    c = busiest(list(load.samples), ns, since=0.5)
+    c.kill()
+    sleep_until(load, 4.0)
+    t_restart = load.elapsed()
+    c.start()
+    samples = load.join()
+    last_dead = max((s.t for s in samples if s.node == c.name and t_kill < s.t < t_restart),
+                    default=t_kill)
+    back = [s.t for s in samples if s.node == c.name and s.t > t_restart]
+    report("kill9 active probes", killed=c.name, requests=len(samples),
+           errors=len(errors(samples)), out_after_s=round(last_dead - t_kill, 3),
+           back_after_s=round(back[0] - t_restart, 3) if back else None,
+           after=by_node(samples, since=t_restart))
+    assert not errors(samples), summary(samples)
+    # nothing sent after the kill reaches the dead node once one interval has passed
+    assert not [s for s in samples if s.node == c.name and t_kill + 0.5 < s.t < t_restart]
+    # back within rise (2) probes of 500 ms, plus one interval for the probe cycle to come round
+    assert back and back[0] - t_restart < 2 * 0.5 + 0.5 + 0.5, \
+        f"back only after {back[0] - t_restart:.2f}s" if back else "never back"
+
+
 # -- 2. a node that accepts and never answers --------------------------------------------------
 
 
