@@ -885,7 +885,7 @@ static void tg__txn_prepare_pick(struct tg_txn *t)
 
     t->pick.worker = w->id;
     t->member = -1;
-    if (sc->retry.attempts > 1)
+    if (sc->retry.attempts > 1 || t->route->hedge_after != 0) /* both spend the budget */
         tg_retry_note_request(t->svc, w->id, tg_loop_now_us(w->loop));
     if (sc->balance == TG_BALANCE_CONSISTENT_HASH)
         t->pick.key = tg__txn_hash_key(t);

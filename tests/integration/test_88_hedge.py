@@ -115,3 +115,17 @@ def test_a_failing_first_node_hands_over_to_the_hedge(upstreams, tollgate):
             assert r.status == 200 and r.body == b"good", r
     m = tg.metrics()
     assert m.value("tollgate_upstream_hedges_total", outcome="won") == 1
+
+
+def test_hedging_without_retries_still_has_a_budget_share(upstreams, tollgate):
+    """With retry.attempts 1 (no retries) a hedging route's requests still count towards the
+    budget, so hedges get budget × requests and not only the min_per_second floor."""
+    tg, slow, fast = hedged_gateway(upstreams, tollgate, slow_delay=0.15,
+                                    svc_extra={"retry": {"attempts": 1, "budget": 1,
+                                                         "min_per_second": 0}})
+    with Client(tg.addr, timeout=5) as c:
+        for i in range(6):
+            assert c.get(f"/n{i}").status == 200
+    m = tg.metrics()
+    assert m.value("tollgate_upstream_hedges_total", outcome="skipped") == 0
+    assert m.value("tollgate_upstream_hedges_total", outcome="won") == 3
