@@ -118,6 +118,24 @@ TEST(test_tiers_tried_and_drain)
     teardown(&f);
 }
 
+TEST(test_connection_limit_spills_to_the_next_tier)
+{
+    struct fixture f;
+
+    if (setup(&f, "    nodes:\n"
+                  "      - { url: http://10.0.0.1:80, max_connections: 2 }\n"
+                  "      - { url: http://10.0.0.2:80, tier: 1 }\n") != 0) {
+        UNIT_FAIL("setup");
+        return;
+    }
+    ASSERT_EQ(0, pick_fresh(&f));
+    atomic_store(&f.svc->members[0].node->health.connections, 2);
+    ASSERT_EQ(1, pick_fresh(&f)); /* tier 0 is at its limit: tier 1 takes the request */
+    atomic_store(&f.svc->members[0].node->health.connections, 1);
+    ASSERT_EQ(0, pick_fresh(&f));
+    teardown(&f);
+}
+
 TEST(test_ejected_node_gets_one_trial)
 {
     struct fixture f;
@@ -301,6 +319,7 @@ int main(void)
 {
     RUN(test_round_robin_is_smooth);
     RUN(test_tiers_tried_and_drain);
+    RUN(test_connection_limit_spills_to_the_next_tier);
     RUN(test_ejected_node_gets_one_trial);
     RUN(test_no_usable_node_and_panic);
     RUN(test_p2c_avoids_the_slow_node);
