@@ -3,8 +3,9 @@ second node when the first has not answered in time; the first response wins and
 attempt is closed; a losing hedge is not a node failure; non-idempotent requests are never
 hedged; hedges take from the retry budget."""
 
-import threading
 import time
+
+import pytest
 
 from tglib import Client, response, service
 
@@ -84,16 +85,23 @@ def test_post_is_not_hedged_unless_the_route_is_idempotent(upstreams, tollgate):
     assert [q.body for q in fast2.requests] == [b"x", b"x"]
 
 
-def test_hedges_take_from_the_retry_budget(upstreams, tollgate):
-    tg, slow, fast = hedged_gateway(upstreams, tollgate, slow_delay=0.2,
-                                    svc_extra={"retry": {"attempts": 2, "budget": 0,
+@pytest.mark.parametrize("attempts,budget,requests,won,skipped", [
+    (2, 0, 4, 0, 2),  # no budget at all: every hedge skipped
+    (1, 1, 6, 3, 0),  # no retries, but a hedging route's requests still earn budget
+])
+def test_hedges_take_from_the_retry_budget(upstreams, tollgate, attempts, budget, requests, won,
+                                           skipped):
+    """Each hedge takes a retry from the budget (min_per_second 0 here, so only the share of
+    requests counts); with retry.attempts 1 the hedging route's requests are still counted."""
+    tg, slow, fast = hedged_gateway(upstreams, tollgate, slow_delay=0.15,
+                                    svc_extra={"retry": {"attempts": attempts, "budget": budget,
                                                          "min_per_second": 0}})
     with Client(tg.addr, timeout=5) as c:
-        for i in range(4):
+        for i in range(requests):
             assert c.get(f"/b{i}").status == 200
     m = tg.metrics()
-    assert m.value("tollgate_upstream_hedges_total", outcome="won") == 0
-    assert m.value("tollgate_upstream_hedges_total", outcome="skipped") == 2
+    assert m.value("tollgate_upstream_hedges_total", outcome="won") == won
+    assert m.value("tollgate_upstream_hedges_total", outcome="skipped") == skipped
 
 
 def test_a_failing_first_node_hands_over_to_the_hedge(upstreams, tollgate):
@@ -115,17 +123,3 @@ def test_a_failing_first_node_hands_over_to_the_hedge(upstreams, tollgate):
             assert r.status == 200 and r.body == b"good", r
     m = tg.metrics()
     assert m.value("tollgate_upstream_hedges_total", outcome="won") == 1
-
-
-def test_hedging_without_retries_still_has_a_budget_share(upstreams, tollgate):
-    """With retry.attempts 1 (no retries) a hedging route's requests still count towards the
-    budget, so hedges get budget × requests and not only the min_per_second floor."""
-    tg, slow, fast = hedged_gateway(upstreams, tollgate, slow_delay=0.15,
-                                    svc_extra={"retry": {"attempts": 1, "budget": 1,
-                                                         "min_per_second": 0}})
-    with Client(tg.addr, timeout=5) as c:
-        for i in range(6):
-            assert c.get(f"/n{i}").status == 200
-    m = tg.metrics()
-    assert m.value("tollgate_upstream_hedges_total", outcome="skipped") == 0
-    assert m.value("tollgate_upstream_hedges_total", outcome="won") == 3
