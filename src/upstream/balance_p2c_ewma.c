@@ -3,7 +3,8 @@
  * to their weights and the one with the lower cost wins, cost being its latency EWMA times its
  * requests in flight plus one, divided by its weight. Drawing two instead of scanning all keeps
  * the workers from herding onto the same "best" node, and a slow node loses nearly every
- * comparison it enters.
+ * comparison it enters. Costs within 25% of each other count as equal, so nodes that are equally
+ * fast share the traffic instead of the one measured a little slower by noise being starved.
  *
  * A node not picked for a while has its EWMA halved per TG_EWMA_HALF_LIFE of silence, so a node
  * that was slow once (a cold first request, a failure penalty) is tried again within a second or
@@ -31,5 +32,10 @@ int tg_balance_p2c_ewma(struct tg_service *svc, struct tg_service_worker *sw,
     uint64_t ca = tg__cost(svc->members[c->member[a]].node, p->worker, p->now_us, c->weight[a]);
     uint64_t cb = tg__cost(svc->members[c->member[b]].node, p->worker, p->now_us, c->weight[b]);
 
+    /* Costs within a quarter of each other are a tie, and a tie goes to the first draw (itself
+     * random): otherwise among equal nodes the one whose estimate is higher by noise alone would
+     * lose every comparison it enters and starve. */
+    if (ca / 4 * 5 >= cb && cb / 4 * 5 >= ca)
+        return (int)c->member[a];
     return (int)c->member[cb < ca ? b : a];
 }
