@@ -317,14 +317,15 @@ def test_resilience_keys(tmp_path):
     r = run_cli("check", "-c", bad)
     assert r.returncode == 2, r.stdout + r.stderr
     out = r.stdout + r.stderr
+    # needles that cannot occur in the listen line's random port
     for needle, what in (("cookie", "expected client_ip, path or header:NAME"),
-                         ("-1", "max_connections"),
-                         ("700", "status code"),
+                         ("max_connections: -1", "max_connections"),
+                         ("[700]", "status code"),
                          ("jsonrpc: {}", "one probe"),
                          ("flaky", "connect_failure"),
-                         ("lots", "whole number"),
-                         ("0s", "zero delay"),
-                         ("9 }", "at most 3")):
+                         ("max: lots", "whole number"),
+                         ("after: 0s", "zero delay"),
+                         ("max: 9", "at most 3")):
         line, col = position(text, needle)
         assert any(f"{bad}:{line}:" in l and what in l for l in out.splitlines()), \
             f"no error on line {line} about {what!r} ({needle!r}):\n{out}"
