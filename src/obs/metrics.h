@@ -121,6 +121,12 @@ static inline unsigned tg_dur_bucket(uint64_t us)
     return i;
 }
 
+static inline void tg_hist_dur_observe(struct tg_hist_dur *h, uint64_t us)
+{
+    h->bucket[tg_dur_bucket(us)]++;
+    h->sum_us += us;
+}
+
 static inline unsigned tg_size_bucket(uint64_t n)
 {
     unsigned i = 0;
@@ -141,8 +147,7 @@ static inline void tg_metrics_request(struct tg_metrics *m, uint32_t route, unsi
                    tg_metrics_request_key(route, method, status));
     if (TG_UNLIKELY(h == NULL))
         h = tg__metrics_route_new(m, route);
-    h->duration.bucket[tg_dur_bucket(dur_us)]++;
-    h->duration.sum_us += dur_us;
+    tg_hist_dur_observe(&h->duration, dur_us);
     h->request_size.bucket[tg_size_bucket(bytes_in)]++;
     h->request_size.sum += bytes_in;
     h->response_size.bucket[tg_size_bucket(bytes_out)]++;
@@ -158,8 +163,7 @@ static inline void tg_metrics_upstream(struct tg_metrics *m, uint32_t node, uint
     tg__series_inc(m, m->upstream, &m->upstream_used, tg_metrics_upstream_key(node, status));
     if (TG_UNLIKELY(h == NULL))
         h = tg__metrics_service_new(m, service);
-    h->bucket[tg_dur_bucket(dur_us)]++;
-    h->sum_us += dur_us;
+    tg_hist_dur_observe(h, dur_us);
 }
 
 /* Reading side (any thread): the sum over ms[0..n) of one series table, as (key, count) pairs

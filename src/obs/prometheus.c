@@ -315,11 +315,8 @@ static void tg__admission(struct tg_sbuf *out, struct tg_metrics *const *ms, siz
         tg__label(out, "service", up->services[s].conf->name, true);
         tg_sbuf_printf(out, "} %llu\n", (unsigned long long)v);
     }
-    for (size_t i = 0; i < n; i++) {
-        for (size_t b = 0; b <= TG_DUR_BUCKETS; b++)
-            wait.bucket[b] += __atomic_load_n(&ms[i]->queue_wait.bucket[b], __ATOMIC_RELAXED);
-        wait.sum_us += __atomic_load_n(&ms[i]->queue_wait.sum_us, __ATOMIC_RELAXED);
-    }
+    for (size_t i = 0; i < n; i++)
+        tg_hist_dur_add(&wait, &ms[i]->queue_wait);
     tg__family(out, "tollgate_upstream_queue_wait_seconds", "histogram",
                "Time requests waited for a concurrency slot (concurrency.queue).");
     tg__histogram(out, "tollgate_upstream_queue_wait_seconds", "", wait.bucket, tg_dur_bounds_us,

@@ -34,11 +34,8 @@ static void tg__unlink(struct tg_service_worker *sw, struct tg_txn *t)
 static void tg__waited(struct tg_txn *t)
 {
     struct tg_worker *w = t->conn->worker;
-    uint64_t waited = tg_loop_now_us(w->loop) - t->queued_at;
-    struct tg_hist_dur *h = &w->metrics.queue_wait;
 
-    h->bucket[tg_dur_bucket(waited)]++;
-    h->sum_us += waited;
+    tg_hist_dur_observe(&w->metrics.queue_wait, tg_loop_now_us(w->loop) - t->queued_at);
 }
 
 static void tg__shed(struct tg_txn *t)

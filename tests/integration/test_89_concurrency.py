@@ -36,12 +36,20 @@ def fire(addr, n, path="/"):
     return out
 
 
-def test_excess_is_queued_then_shed_with_retry_after(upstreams, tollgate):
-    up = upstreams(slow(0.4))
+def limited(upstreams, tollgate, delay, limit, queue, queue_timeout):
+    """A gateway with one service "s" whose node answers after delay seconds, and
+    concurrency {max, queue, queue_timeout}; returns (tollgate, upstream)."""
+    up = upstreams(slow(delay))
     tg = tollgate(services={"s": service(up.url, response="5s",
-                                         concurrency={"max": 2, "queue": 2,
-                                                      "queue_timeout": "300ms"})},
+                                         concurrency={"max": limit, "queue": queue,
+                                                      "queue_timeout": queue_timeout})},
                   routes=[{"name": "r", "service": "s"}])
+    return tg, up
+
+
+def test_excess_is_queued_then_shed_with_retry_after(upstreams, tollgate):
+    tg, up = limited(upstreams, tollgate, 0.4, limit=2, queue=2,
+                     queue_timeout="300ms")
     res = fire(tg.addr, 20)
     ok = [r for r in res if r[0] == 200]
     shed = [r for r in res if r[0] == 503]
@@ -60,11 +68,8 @@ def test_excess_is_queued_then_shed_with_retry_after(upstreams, tollgate):
 
 
 def test_waiting_requests_are_served_in_order_when_slots_free(upstreams, tollgate):
-    up = upstreams(slow(0.15))
-    tg = tollgate(services={"s": service(up.url, response="5s",
-                                         concurrency={"max": 1, "queue": 10,
-                                                      "queue_timeout": "3s"})},
-                  routes=[{"name": "r", "service": "s"}])
+    tg, up = limited(upstreams, tollgate, 0.15, limit=1, queue=10,
+                     queue_timeout="3s")
     res = fire(tg.addr, 5)
     assert [r[0] for r in res] == [200] * 5
     times = sorted(r[2] for r in res)
@@ -74,11 +79,8 @@ def test_waiting_requests_are_served_in_order_when_slots_free(upstreams, tollgat
 
 
 def test_a_client_leaving_the_queue_frees_its_place(upstreams, tollgate):
-    up = upstreams(slow(0.5))
-    tg = tollgate(services={"s": service(up.url, response="5s",
-                                         concurrency={"max": 1, "queue": 1,
-                                                      "queue_timeout": "3s"})},
-                  routes=[{"name": "r", "service": "s"}])
+    tg, up = limited(upstreams, tollgate, 0.5, limit=1, queue=1,
+                     queue_timeout="3s")
     busy = Client(tg.addr, timeout=5)
     busy.send(b"GET /busy HTTP/1.1\r\nHost: t\r\n\r\n")
     time.sleep(0.1)
