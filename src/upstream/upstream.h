@@ -122,7 +122,9 @@ static inline void tg_node_ewma_add(struct tg_node_worker *nw, uint64_t sample_u
 {
     uint64_t e = tg_node_ewma(nw, now_us);
 
-    nw->ewma_us = e ? e + (uint64_t)((int64_t)(sample_us - e) / 8) : sample_us;
+    /* only a node never sampled takes a sample whole: one whose estimate decayed to nothing
+     * while it was not picked (p2c sent it nothing) must not be judged by one cold answer */
+    nw->ewma_us = nw->ewma_us ? e + (uint64_t)((int64_t)(sample_us - e) / 8) : sample_us;
     nw->ewma_at = now_us;
 }
 
