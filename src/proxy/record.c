@@ -77,15 +77,9 @@ void tg_txn_record(struct tg_txn *t)
                             up);
         nw->in_flight--;
         nw->requests++;
-        if (t->up_status == 0 || t->up_status >= 500) {
-            nw->errors++;
-        } else {
-            if (t->trial) /* back from an ejection: afresh, not from its penalty */
-                nw->ewma_us = 0;
-            tg_node_ewma_add(nw, up, now);
-        }
         /* a node that answered is judged by its status; one that had not answered yet when the
-         * client left is not judged at all */
+         * client left is not judged at all. Judged first: a passed trial makes the node usable
+         * again, so its latency below starts a new estimate instead of moving its penalty. */
         if (t->up_status != 0) {
             bool ok = !tg_status_in(&t->svc->conf->health.statuses, t->up_status);
 
@@ -96,6 +90,10 @@ void tg_txn_record(struct tg_txn *t)
                 tg_node_report(t->svc, t->node, false, t->trial, now, NULL);
             }
         }
+        if (t->up_status == 0 || t->up_status >= 500)
+            nw->errors++;
+        else
+            tg_node_ewma_add(t->node, nw, up, now);
     }
     if (w->access != NULL && rt->cf->access_log &&
         (status >= 400 || dur >= rt->access_slow_us || rt->access_sample == UINT64_MAX ||

@@ -19,7 +19,7 @@ static uint64_t tg__cost(const struct tg_node *n, uint32_t worker, uint64_t now_
     const struct tg_node_worker *nw = &n->w[worker];
     uint64_t e = tg_node_ewma(nw, now_us);
 
-    if (nw->ewma_us == 0)
+    if (nw->ewma_us == 0 || tg_node_ewma_stale(n, nw))
         return nw->in_flight == 0 ? 0 : UINT64_MAX / 2;
     return (e + 1) * (nw->in_flight + 1) * TG_WEIGHT_SCALE / weight;
 }

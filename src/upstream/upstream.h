@@ -107,24 +107,44 @@ struct tg_member {
 /* A node's latency EWMA halves for every this long without a sample (p2c_ewma tries it again). */
 #define TG_EWMA_HALF_LIFE_US 250000ull
 
-/* The latency EWMA of a node on a worker as of now: decayed for the time without samples. */
+/* The latency EWMA of a node on a worker as of now: halved per half-life without samples, and
+ * in between along the chord (continuous, so a node that is sampled now and then still decays). */
 static inline uint64_t tg_node_ewma(const struct tg_node_worker *nw, uint64_t now_us)
 {
     uint64_t e = nw->ewma_us, idle = now_us > nw->ewma_at ? now_us - nw->ewma_at : 0;
+    uint64_t halvings = idle / TG_EWMA_HALF_LIFE_US;
 
-    if (idle >= TG_EWMA_HALF_LIFE_US)
-        e >>= idle / TG_EWMA_HALF_LIFE_US < 63 ? idle / TG_EWMA_HALF_LIFE_US : 63;
-    return e;
+    if (halvings >= 63)
+        return 0;
+    e >>= halvings;
+    return e - e * (idle % TG_EWMA_HALF_LIFE_US) / (2 * TG_EWMA_HALF_LIFE_US);
+}
+
+/*
+ * Whether this worker's estimate of a node predates the node's return (a passed trial request,
+ * good probes): it then mostly holds failure penalties, which would keep p2c_ewma off the node
+ * on this worker for seconds after another worker saw it answer again. Such an estimate is
+ * dropped: the node is treated as never sampled and its next answer gives it a new one.
+ */
+static inline bool tg_node_ewma_stale(const struct tg_node *n, const struct tg_node_worker *nw)
+{
+    return nw->ewma_at / 1000 <
+           (uint64_t)atomic_load_explicit(&n->health.usable_at, memory_order_relaxed);
 }
 
 /* Adds a latency sample (µs) to a node's EWMA on this worker (weight 1/8). */
-static inline void tg_node_ewma_add(struct tg_node_worker *nw, uint64_t sample_us, uint64_t now_us)
+static inline void tg_node_ewma_add(const struct tg_node *n, struct tg_node_worker *nw,
+                                    uint64_t sample_us, uint64_t now_us)
 {
     uint64_t e = tg_node_ewma(nw, now_us);
 
-    /* only a node never sampled takes a sample whole: one whose estimate decayed to nothing
-     * while it was not picked (p2c sent it nothing) must not be judged by one cold answer */
-    nw->ewma_us = nw->ewma_us ? e + (uint64_t)((int64_t)(sample_us - e) / 8) : sample_us;
+    /* only a node never sampled (or back since, see above) takes a sample whole: one whose
+     * estimate decayed to nothing while p2c sent it nothing must not be judged by one cold
+     * answer */
+    if (nw->ewma_us == 0 || tg_node_ewma_stale(n, nw))
+        nw->ewma_us = sample_us;
+    else
+        nw->ewma_us = e + (uint64_t)((int64_t)(sample_us - e) / 8);
     nw->ewma_at = now_us;
 }
 
