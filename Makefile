@@ -12,7 +12,7 @@ ifeq ($(findstring gcc,$(shell $(CC) --version 2>/dev/null | head -1 | tr A-Z a-
 WARN     += -Wduplicated-cond
 endif
 CFLAGS   ?= -O2 -g
-CFLAGS   += -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Isrc -MMD -MP
+CFLAGS   += -std=c17 -D_GNU_SOURCE -pthread $(WARN) -Isrc -I/usr/include/postgresql -MMD -MP
 ifeq ($(CI),true)
 CFLAGS   += -Werror
 endif
@@ -20,7 +20,7 @@ ifeq ($(SAN),1)
 CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
 LDFLAGS  += -fsanitize=address,undefined
 endif
-LDLIBS   += -lssl -lcrypto -lcares -lyaml -lpthread -lm
+LDLIBS   += -lssl -lcrypto -lcares -lyaml -lhiredis -lsqlite3 -lpq -lpthread -lm
 
 SRCS     := $(shell find src -name '*.c' | sort)
 OBJS     := $(SRCS:%.c=$(BUILD)/%.o)

@@ -1,13 +1,16 @@
 /*
- * tollgate command line: run, check, graph, version (DESIGN §5).
+ * tollgate command line: run, check, graph, keys, version (DESIGN §5).
  * Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration.
  */
 #include <ares.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 #include <yaml.h>
 
+#include "auth/keystore.h"
 #include "config/config.h"
 #include "core/core.h"
 #include "proxy/control.h"
@@ -16,6 +19,8 @@ static const char usage[] =
     "usage: tollgate [run] -c FILE     start the gateway\n"
     "       tollgate check -c FILE     validate a configuration; errors as FILE:LINE:COL: message\n"
     "       tollgate graph -c FILE     print a Mermaid flowchart of the configuration\n"
+    "       tollgate keys hash KEY     print the digest to put in a configuration or key store\n"
+    "       tollgate keys new          print a new random API key and its digest\n"
     "       tollgate version           print versions\n"
     "       tollgate --help            this text\n"
     "\n"
@@ -58,11 +63,44 @@ static int tg__graph(const char *path)
     return 0;
 }
 
+/* keys hash KEY | keys new: digests are what configurations and key stores hold. */
+static int tg__keys(int argc, char **argv)
+{
+    uint8_t d[32], raw[24];
+    char key[64];
+
+    if (argc == 4 && strcmp(argv[2], "hash") == 0) {
+        tg_key_digest(argv[3], strlen(argv[3]), d);
+    } else if (argc == 3 && strcmp(argv[2], "new") == 0) {
+        if (RAND_bytes(raw, sizeof(raw)) != 1) {
+            fprintf(stderr, "tollgate: no random bytes\n");
+            return 1;
+        }
+        /* "tg_" + 32 base64url characters: 192 random bits */
+        memcpy(key, "tg_", 3);
+        EVP_EncodeBlock((unsigned char *)key + 3, raw, sizeof(raw));
+        for (char *p = key + 3; *p; p++)
+            *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
+        tg_key_digest(key, strlen(key), d);
+        printf("key:    %s\n", key);
+    } else {
+        fprintf(stderr, "usage: tollgate keys hash KEY | tollgate keys new\n");
+        return 2;
+    }
+    printf("%ssha256:", argc == 3 ? "digest: " : "");
+    for (size_t i = 0; i < sizeof(d); i++)
+        printf("%02x", d[i]);
+    printf("\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = "run", *file = NULL;
     int i = 1;
 
+    if (argc > 1 && strcmp(argv[1], "keys") == 0)
+        return tg__keys(argc, argv);
     if (argc > 1 && argv[1][0] != '-') {
         cmd = argv[1];
         i = 2;

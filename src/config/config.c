@@ -569,6 +569,7 @@ struct tg_config *tg_config_load_mem(const char *name, const char *text, size_t 
         if (tg__conf_section(&ld, &tg__conf_top, root, ld.cf)) {
             tg__conf_check_top(&ld);
             tg__conf_check_routes(&ld);
+            tg__conf_check_identity(&ld);
         }
     }
     free(ld.route_aux);

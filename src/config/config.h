@@ -139,14 +139,81 @@ struct tg_route_conf {
     uint32_t methods;    /* bit (1 << enum tg_http_method) per allowed method, 0 = any */
     const char *service; /* service name */
     struct tg_service_conf *svc;
-    const char *rewrite_path; /* template or NULL */
-    const char *rewrite_host; /* template or NULL */
-    uint64_t max_body;        /* 0 = limits.max_body */
-    bool idempotent;          /* requests may be retried after they reached a node */
-    tg_msec_t hedge_after;    /* hedge.after: a second node is asked after this; 0 = no hedging */
-    bool hedge_p95;           /* hedge.after: p95 - the service's p95 latency on this worker */
-    uint32_t hedge_max;       /* hedge.max, 1: extra attempts in flight at most */
+    const char *rewrite_path;  /* template or NULL */
+    const char *rewrite_host;  /* template or NULL */
+    uint64_t max_body;         /* 0 = limits.max_body */
+    bool idempotent;           /* requests may be retried after they reached a node */
+    tg_msec_t hedge_after;     /* hedge.after: a second node is asked after this; 0 = no hedging */
+    bool hedge_p95;            /* hedge.after: p95 - the service's p95 latency on this worker */
+    uint32_t hedge_max;        /* hedge.max, 1: extra attempts in flight at most */
+    struct tg_auth_conf *auth; /* NULL = open route */
+    struct tg_limit_conf *limits; /* checked in order; all must admit */
+    size_t num_limits;
+    uint32_t cost; /* units per request, 0 = the plan's cost (default 1) */
+    uint32_t id;   /* index in cf->routes */
     struct tg_conf_pos pos;
+};
+
+/* A rate limit or quota (identity.c). A plan is one; a route may list others. */
+enum tg_quota_period { TG_QUOTA_NONE, TG_QUOTA_DAY, TG_QUOTA_MONTH };
+enum tg_limit_by { TG_BY_CONSUMER, TG_BY_CLIENT_IP, TG_BY_HEADER, TG_BY_ROUTE };
+
+struct tg_limit_conf {
+    const char *name;      /* metric label and cluster key: "plan:NAME" or "ROUTE#N" or name: */
+    uint64_t rate_count;   /* rate: count units per rate_period; 0 = no rate */
+    tg_msec_t rate_period; /* ms */
+    uint64_t burst;        /* units admitted at once; default: rate_count */
+    uint64_t quota;        /* units per UTC day or month; 0 = none */
+    uint8_t quota_period;  /* enum tg_quota_period */
+    uint8_t by;            /* enum tg_limit_by; plan limits count per consumer */
+    bool plan;             /* "plan" in a route's limits: the caller's plan, resolved per request */
+    const char *by_header; /* TG_BY_HEADER: header name */
+    uint32_t cost;         /* plans: units a request costs, 1 (a route's cost wins) */
+    uint32_t label;        /* metrics label id, set when a runtime is built on the snapshot */
+    struct tg_conf_pos pos;
+};
+
+#define TG_MAX_ROUTE_LIMITS 8 /* limits per route */
+
+struct tg_plan_conf {
+    const char *name;
+    struct tg_limit_conf limit; /* rate, burst, quota, cost; by consumer */
+};
+
+struct tg_consumer_conf {
+    const char *name;
+    uint32_t plan;       /* index in cf->plans; UINT32_MAX = none */
+    uint8_t (*keys)[32]; /* SHA-256 digests */
+    size_t num_keys;
+    struct tg_conf_pos pos;
+};
+
+enum tg_key_from { TG_KEY_PATH, TG_KEY_HEADER, TG_KEY_BEARER, TG_KEY_QUERY };
+
+struct tg_key_source {
+    uint8_t kind;     /* enum tg_key_from */
+    const char *name; /* capture, header (lower case) or query parameter; NULL for bearer */
+};
+
+struct tg_jwt_conf {
+    const char *keys;    /* file (PEM or JWKS) or http(s):// JWKS URL */
+    const char *secret;  /* HS256 shared secret */
+    unsigned algorithms; /* enum tg_jwt_alg bits (auth/jwt.h) */
+    const char *issuer, *audience;
+    tg_msec_t leeway;
+    const char *consumer_claim; /* sub */
+    tg_msec_t refresh;          /* keys re-read or fetched this often, 5m */
+};
+
+struct tg_auth_conf {
+    struct tg_key_source *from; /* api_key.from; num_from 0 = no API keys */
+    size_t num_from;
+    struct tg_jwt_conf *jwt; /* NULL = no JWT */
+    struct tg_str_list {
+        const char **items;
+        size_t num;
+    } consumers, plans; /* allow lists: others get 403; empty = any */
+    bool optional;      /* no credential: anonymous (when configured) instead of 401 */
 };
 
 struct tg_limits_conf {
@@ -182,19 +249,32 @@ struct tg_config {
     double access_sample;       /* log.access.sample, 1.0 */
     tg_msec_t access_slow;      /* log.access.slow, 1s */
     uint64_t access_buffer;     /* log.access.buffer, 1mb: ring per worker; full = dropped lines */
-    struct tg_str_list {
-        const char **items;
-        size_t num;
-    } trusted_proxies;              /* CIDRs whose X-Forwarded-* headers are kept (§9.10) */
-    struct tg_str_list dns_servers; /* dns.servers: "ip[:port]"; empty = /etc/resolv.conf */
-    tg_msec_t dns_min_ttl;          /* dns.min_ttl, 1s: answers are kept at least this long */
-    tg_msec_t dns_max_ttl;          /* dns.max_ttl, 300s: and re-resolved at least this often */
-    tg_msec_t dns_timeout;          /* dns.timeout, 2s per query attempt */
+    struct tg_str_list trusted_proxies; /* CIDRs whose X-Forwarded-* headers are kept (§9.10) */
+    struct tg_str_list dns_servers;     /* dns.servers: "ip[:port]"; empty = /etc/resolv.conf */
+    tg_msec_t dns_min_ttl;              /* dns.min_ttl, 1s: answers are kept at least this long */
+    tg_msec_t dns_max_ttl;              /* dns.max_ttl, 300s: and re-resolved at least this often */
+    tg_msec_t dns_timeout;              /* dns.timeout, 2s per query attempt */
 
     struct tg_service_conf *services;
     size_t num_services;
     struct tg_route_conf *routes;
     size_t num_routes;
+
+    struct tg_plan_conf *plans;
+    size_t num_plans;
+    struct tg_consumer_conf *consumers;
+    size_t num_consumers;
+    uint32_t anon_plan; /* anonymous.plan: index in plans; UINT32_MAX = no anonymous access */
+    uint8_t anon_by;    /* anonymous.by: enum tg_limit_by (client_ip or header) */
+    const char *anon_header;
+    const char *key_store; /* keys.store: sqlite:/path or postgres://...; NULL = inline only */
+    const char *key_table; /* keys.table, api_keys */
+    tg_msec_t key_refresh; /* keys.refresh, 10s */
+    uint32_t key_max;      /* keys.max, 1000000 rows */
+    uint64_t rl_max_keys;  /* ratelimit.max_keys, 1000000 counters */
+    const char *rl_store;  /* ratelimit.store: redis://host:port/db; NULL = local only */
+    tg_msec_t rl_sync;     /* ratelimit.sync, 100ms */
+    bool rl_deny_on_error; /* ratelimit.on_store_error: deny (false = allow) */
 
     void *arena; /* owns every string and array above */
 };

@@ -138,6 +138,15 @@ extern const struct tg_conf_section tg__conf_hash_section;
 extern const struct tg_conf_section tg__conf_concurrency_section;
 extern const struct tg_conf_section tg__conf_hedge_section;
 void tg__conf_resilience_defaults(struct tg_service_conf *svc);
+/* identity.c: plans, consumers, keys, ratelimit; route auth and limits */
+void tg__conf_plans(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
+void tg__conf_consumers(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
+void tg__conf_anonymous(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
+extern const struct tg_conf_section tg__conf_keys_section;
+extern const struct tg_conf_section tg__conf_ratelimit_section;
+void tg__conf_route_auth(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
+void tg__conf_route_limits(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
+void tg__conf_check_identity(struct tg_conf_loader *ld);
 void tg__conf_resilience_check(struct tg_conf_loader *ld, const struct tg_ynode *v,
                                struct tg_service_conf *svc);
 

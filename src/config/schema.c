@@ -358,6 +358,11 @@ static const struct tg_conf_key top_keys[] = {
     {.name = "dns", .type = TG_CT_SECTION, .sub = &dns_section},
     {.name = "services", .type = TG_CT_CUSTOM, .parse = tg__conf_services},
     {.name = "routes", .type = TG_CT_CUSTOM, .parse = tg__conf_routes},
+    {.name = "plans", .type = TG_CT_CUSTOM, .parse = tg__conf_plans},
+    {.name = "consumers", .type = TG_CT_CUSTOM, .parse = tg__conf_consumers},
+    {.name = "anonymous", .type = TG_CT_CUSTOM, .parse = tg__conf_anonymous},
+    {.name = "keys", .type = TG_CT_SECTION, .sub = &tg__conf_keys_section},
+    {.name = "ratelimit", .type = TG_CT_SECTION, .sub = &tg__conf_ratelimit_section},
 };
 const struct tg_conf_section tg__conf_top = TG_CONF_SECTION("the top level", top_keys);
 

@@ -39,6 +39,7 @@ struct tg_loop {
     int64_t wall;
     int64_t wall_ms;
     uint64_t iterations;
+    uint64_t qs;   /* qsbr.c: iterations << 1, low bit set while sleeping in epoll_wait */
     uint64_t tick; /* next tick to process */
     uint64_t hint; /* no armed timer sits in a slot before this tick (a lower bound) */
     size_t armed;  /* timers in the wheel */
@@ -283,8 +284,13 @@ void tg_loop_run(struct tg_loop *loop)
 
     loop->stop = false;
     while (!loop->stop) {
-        int n = epoll_wait(loop->epfd, events, TG_MAX_EVENTS, tg__loop_timeout(loop));
+        int timeout = tg__loop_timeout(loop);
+        int n;
 
+        /* quiescent while asleep; awake (a full barrier) before any shared table is read */
+        __atomic_store_n(&loop->qs, loop->iterations << 1 | 1, __ATOMIC_RELEASE);
+        n = epoll_wait(loop->epfd, events, TG_MAX_EVENTS, timeout);
+        __atomic_store_n(&loop->qs, loop->iterations << 1, __ATOMIC_SEQ_CST);
         tg__loop_clock(loop);
         for (int i = 0; i < n; i++) {
             struct tg_watch *w = events[i].data.ptr;
@@ -306,6 +312,11 @@ void tg_loop_run(struct tg_loop *loop)
         tg__loop_run_timers(loop);
         __atomic_store_n(&loop->iterations, loop->iterations + 1, __ATOMIC_RELAXED);
     }
+}
+
+uint64_t tg_loop_qs_state(const struct tg_loop *loop)
+{
+    return __atomic_load_n(&loop->qs, __ATOMIC_ACQUIRE);
 }
 
 void tg_loop_on_batch_end(struct tg_loop *loop, tg_post_cb cb, void *arg)

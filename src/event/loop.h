@@ -95,4 +95,7 @@ void tg_loop_post(struct tg_loop *loop, tg_post_cb cb, void *arg);
 /* Number of completed loop iterations, for the /healthz stuck-loop check. */
 uint64_t tg_loop_iterations(const struct tg_loop *loop);
 
+/* Quiescence word for qsbr.c: changes at every loop iteration; odd while in epoll_wait. */
+uint64_t tg_loop_qs_state(const struct tg_loop *loop);
+
 #endif

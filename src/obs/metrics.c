@@ -71,12 +71,19 @@ void tg_metrics_init(struct tg_metrics *m)
     memset(m, 0, sizeof(*m));
     m->requests = tg_calloc(TG_SERIES_SLOTS, sizeof(*m->requests));
     m->upstream = tg_calloc(TG_SERIES_SLOTS, sizeof(*m->upstream));
+    m->policy = tg_calloc(TG_SERIES_SLOTS, sizeof(*m->policy));
 }
+
+const char *const tg_auth_reasons[TG_AUTH_REASONS] = {
+    "missing", "invalid_key",   "forbidden", "malformed", "algorithm",   "signature",
+    "expired", "not_yet_valid", "issuer",    "audience",  "no_consumer",
+};
 
 void tg_metrics_dispose(struct tg_metrics *m)
 {
     free(m->requests);
     free(m->upstream);
+    free(m->policy);
     for (size_t i = 0; i < TG_LABELS_MAX; i++) {
         free(m->routes[i]);
         free(m->services[i]);
@@ -122,14 +129,15 @@ static int tg__series_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-size_t tg_metrics_collect(struct tg_metrics *const *ms, size_t n, bool upstream,
-                          struct tg_series **out)
+size_t tg_metrics_collect(struct tg_metrics *const *ms, size_t n, int table, struct tg_series **out)
 {
     struct tg_series *all = tg_malloc(n * TG_SERIES_SLOTS * sizeof(*all) + 1);
     size_t cnt = 0, merged = 0;
 
     for (size_t w = 0; w < n; w++) {
-        const struct tg_series *t = upstream ? ms[w]->upstream : ms[w]->requests;
+        const struct tg_series *t = table == TG_SERIES_UPSTREAM ? ms[w]->upstream
+                                    : table == TG_SERIES_POLICY ? ms[w]->policy
+                                                                : ms[w]->requests;
 
         for (size_t i = 0; i < TG_SERIES_SLOTS; i++) {
             uint64_t key = __atomic_load_n(&t[i].key, __ATOMIC_ACQUIRE);

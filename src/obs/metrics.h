@@ -19,7 +19,13 @@
 
 #include "core/core.h"
 
-enum tg_label_kind { TG_LABEL_ROUTE, TG_LABEL_SERVICE, TG_LABEL_NODE, TG_LABEL__COUNT };
+enum tg_label_kind {
+    TG_LABEL_ROUTE,
+    TG_LABEL_SERVICE,
+    TG_LABEL_NODE,
+    TG_LABEL_LIMIT, /* rate limits and quotas by name ("plan:pro", "rpc#1") */
+    TG_LABEL__COUNT
+};
 
 #define TG_LABELS_MAX  1024
 #define TG_LABEL_NONE  0                   /* "_none": no route matched, or no node was tried */
@@ -66,7 +72,8 @@ struct tg_series {
 struct tg_metrics {
     struct tg_series *requests; /* key: route, method, status */
     struct tg_series *upstream; /* key: node, status (0 = no response) */
-    uint32_t requests_used, upstream_used;
+    struct tg_series *policy;   /* key: kind, route, reason or limit (tg_metrics_policy) */
+    uint32_t requests_used, upstream_used, policy_used;
     uint64_t series_overflow; /* increments that found their table full */
     struct tg_route_hists *routes[TG_LABELS_MAX];
     struct tg_hist_dur *services[TG_LABELS_MAX]; /* upstream durations */
@@ -166,9 +173,23 @@ static inline void tg_metrics_upstream(struct tg_metrics *m, uint32_t node, uint
     tg_hist_dur_observe(h, dur_us);
 }
 
+/* Requests refused by identity: auth failures by reason (tg_auth_reasons) and rate-limited
+ * requests by limit label. */
+enum tg_policy_kind { TG_POLICY_AUTH, TG_POLICY_LIMIT };
+extern const char *const tg_auth_reasons[];
+#define TG_AUTH_REASONS 11
+
+static inline void tg_metrics_policy(struct tg_metrics *m, uint32_t route, unsigned kind,
+                                     uint32_t id)
+{
+    tg__series_inc(m, m->policy, &m->policy_used,
+                   ((uint64_t)kind << 48 | (uint64_t)route << 24 | id) + 1);
+}
+
 /* Reading side (any thread): the sum over ms[0..n) of one series table, as (key, count) pairs
  * sorted by key. Returns the number of pairs; *out is malloc'ed. */
-size_t tg_metrics_collect(struct tg_metrics *const *ms, size_t n, bool upstream,
+enum tg_series_table { TG_SERIES_REQUESTS, TG_SERIES_UPSTREAM, TG_SERIES_POLICY };
+size_t tg_metrics_collect(struct tg_metrics *const *ms, size_t n, int table,
                           struct tg_series **out);
 /* Adds worker m's histograms into the sums (relaxed reads). */
 void tg_hist_dur_add(struct tg_hist_dur *sum, const struct tg_hist_dur *h);

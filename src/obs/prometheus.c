@@ -11,12 +11,14 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "auth/keys.h"
 #include "core/core.h"
 #include "core/sbuf.h"
 #include "net/dns.h"
 #include "obs/accesslog.h"
 #include "obs/metrics.h"
 #include "proxy/proxy.h"
+#include "ratelimit/ratelimit.h"
 
 /* Sums one tg_worker_stats field over every worker (relaxed reads of single-writer fields). */
 #define TG_SUM(field)                                                                              \
@@ -87,7 +89,7 @@ static void tg__histogram(struct tg_sbuf *out, const char *name, const char *lab
 static void tg__requests(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
 {
     struct tg_series *s;
-    size_t cnt = tg_metrics_collect(ms, n, false, &s);
+    size_t cnt = tg_metrics_collect(ms, n, TG_SERIES_REQUESTS, &s);
 
     tg__family(out, "http_requests_total", "counter",
                "Client requests by route, method and status (499: the client left first).");
@@ -158,7 +160,7 @@ static void tg__route_histograms(struct tg_sbuf *out, struct tg_metrics *const *
 static void tg__upstream(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
 {
     struct tg_series *s;
-    size_t cnt = tg_metrics_collect(ms, n, true, &s);
+    size_t cnt = tg_metrics_collect(ms, n, TG_SERIES_UPSTREAM, &s);
     uint32_t services = tg_label_count(TG_LABEL_SERVICE);
 
     tg__family(out, "tollgate_upstream_requests_total", "counter",
@@ -402,6 +404,72 @@ static void tg__process(struct tg_sbuf *out)
                (double)tg_instance.started_at / 1000.0);
 }
 
+/* Identity and limits: refusals by route and reason or limit, the key table, the cluster store. */
+static void tg__identity(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
+{
+    struct tg_series *s;
+    size_t cnt = tg_metrics_collect(ms, n, TG_SERIES_POLICY, &s);
+    struct tg_identity_stats id;
+    struct tg_rl_sync_stats sy = {0};
+    struct tg_rl_table *rl = tg_instance.rt ? tg_instance.rt->rl : NULL;
+
+    for (int kind = TG_POLICY_AUTH; kind <= TG_POLICY_LIMIT; kind++) {
+        const char *name =
+            kind == TG_POLICY_AUTH ? "tollgate_auth_failures_total" : "tollgate_ratelimited_total";
+
+        tg__family(out, name, "counter",
+                   kind == TG_POLICY_AUTH
+                       ? "Requests refused by authentication (401, 403) by route and reason."
+                       : "Requests refused by a rate limit or quota (429) by route and limit.");
+        for (size_t i = 0; i < cnt; i++) {
+            uint64_t k = s[i].key - 1;
+            uint32_t id32 = (uint32_t)(k & 0xffffff), route = (uint32_t)((k >> 24) & 0xffffff);
+
+            if ((int)(k >> 48) != kind)
+                continue;
+            tg_sbuf_printf(out, "%s{", name);
+            tg__label(out, "route", tg_label_name(TG_LABEL_ROUTE, route), true);
+            if (kind == TG_POLICY_AUTH)
+                tg__label(out, "reason", id32 < TG_AUTH_REASONS ? tg_auth_reasons[id32] : "other",
+                          false);
+            else
+                tg__label(out, "limit", tg_label_name(TG_LABEL_LIMIT, id32), false);
+            tg_sbuf_printf(out, "} %llu\n", (unsigned long long)s[i].count);
+        }
+    }
+    free(s);
+    tg_identity_stats(&id);
+    tg__family(out, "tollgate_keys_loaded", "gauge",
+               "API keys in the table the workers use, by where they come from.");
+    tg_sbuf_printf(out, "tollgate_keys_loaded{store=\"%s\"} %llu\n", id.store,
+                   (unsigned long long)id.keys_loaded);
+    tg__scalar(out, "tollgate_keystore_errors_total", "counter",
+               "Key store loads that failed (the last good keys stay in use).",
+               (double)id.store_errors);
+    tg__scalar(out, "tollgate_jwks_errors_total", "counter",
+               "JWT key loads or fetches that failed (the last good keys stay in use).",
+               (double)id.jwks_errors);
+    if (rl != NULL) {
+        tg_rl_sync_stats(rl, &sy);
+        tg__scalar(out, "tollgate_ratelimit_keys", "gauge",
+                   "Rate-limit counters held (ratelimit.max_keys bounds them).",
+                   (double)tg_rl_table_size(rl));
+        tg__scalar(out, "tollgate_ratelimit_evictions_total", "counter",
+                   "Rate-limit counters evicted to stay within ratelimit.max_keys.",
+                   (double)tg_rl_table_evictions(rl));
+    }
+    tg__scalar(out, "tollgate_ratelimit_store_errors_total", "counter",
+               "Failed connections or sync rounds with the rate-limit store (Redis).",
+               (double)sy.errors);
+    tg__scalar(out, "tollgate_ratelimit_store_up", "gauge",
+               "1 while the last sync round with the rate-limit store succeeded.",
+               sy.up ? 1.0 : 0.0);
+    tg__family(out, "tollgate_ratelimit_store_sync_seconds", "histogram",
+               "Duration of a sync round with the rate-limit store.");
+    tg__histogram(out, "tollgate_ratelimit_store_sync_seconds", "", sy.bucket, tg_dur_bounds_us,
+                  TG_DUR_BUCKETS, 1e-6, (double)sy.sum_us / 1e6);
+}
+
 void tg_prometheus_render(struct tg_sbuf *out)
 {
     size_t n = tg_instance.num_workers;
@@ -423,6 +491,7 @@ void tg_prometheus_render(struct tg_sbuf *out)
     tg__node_health(out);
     tg__retries(out);
     tg__admission(out, ms, n);
+    tg__identity(out, ms, n);
     tg__scalar(out, "tollgate_upstream_connect_errors_total", "counter",
                "Failed or timed-out connects to nodes, and resets before a response.",
                (double)TG_SUM(upstream_connect_errors));

@@ -10,7 +10,7 @@
 
 size_t tg_error_format(char *out, size_t cap, struct tg_worker *w, int status, const char *code,
                        const char *message, const char *rid, size_t rid_len, bool close,
-                       unsigned retry_after)
+                       unsigned retry_after, const char *extra)
 {
     char ra[32] = "";
     char body[384];
@@ -28,10 +28,11 @@ size_t tg_error_format(char *out, size_t cap, struct tg_worker *w, int status, c
         snprintf(ra, sizeof(ra), "Retry-After: %u\r\n", retry_after);
     hlen = snprintf(out, cap,
                     "HTTP/1.1 %d %s\r\n%.*sServer: tollgate\r\nContent-Type: application/json\r\n"
-                    "Content-Length: %d\r\n%s%.*s%s%s%s\r\n",
+                    "Content-Length: %d\r\n%s%.*s%s%s%s%s\r\n",
                     status, tg_http_status_text(status), (int)date_len, date, blen,
                     rid_len ? "X-Request-Id: " : "", (int)rid_len, rid ? rid : "",
-                    rid_len ? "\r\n" : "", ra, close ? "Connection: close\r\n" : "");
+                    rid_len ? "\r\n" : "", ra, extra ? extra : "",
+                    close ? "Connection: close\r\n" : "");
     if (hlen < 0 || (size_t)hlen + (size_t)blen > cap)
         tg_fatal("error response does not fit its buffer");
     memcpy(out + hlen, body, (size_t)blen);
@@ -42,8 +43,8 @@ size_t tg_error_format(char *out, size_t cap, struct tg_worker *w, int status, c
  * Replaces whatever the transaction was doing with an error response. Once a response head has
  * gone to the client there is no way to signal an error but to close the connection.
  */
-static void tg__txn_respond(struct tg_txn *t, int status, const char *code, const char *message,
-                            unsigned retry_after)
+void tg_txn_respond(struct tg_txn *t, int status, const char *code, const char *message,
+                    unsigned retry_after, const char *extra)
 {
     struct tg_conn *c = t->conn;
     char *out = t->scratch + t->scratch_cap / 2;
@@ -67,7 +68,7 @@ static void tg__txn_respond(struct tg_txn *t, int status, const char *code, cons
     if (t->request_id_len == 0)
         tg_worker_request_id(c->worker, t->request_id, &t->request_id_len);
     n = tg_error_format(out, t->scratch_cap - t->scratch_cap / 2, c->worker, status, code, message,
-                        t->request_id, t->request_id_len, c->close_after, retry_after);
+                        t->request_id, t->request_id_len, c->close_after, retry_after, extra);
     t->status = status;
     t->started = true; /* refused before routing (limits, bad requests): still a request */
     t->local_reply = true;
@@ -85,11 +86,11 @@ static void tg__txn_respond(struct tg_txn *t, int status, const char *code, cons
 
 void tg_txn_respond_error(struct tg_txn *t, int status, const char *code, const char *message)
 {
-    tg__txn_respond(t, status, code, message, 0);
+    tg_txn_respond(t, status, code, message, 0, NULL);
 }
 
 void tg_txn_respond_busy(struct tg_txn *t, const char *code, const char *message,
                          unsigned retry_after)
 {
-    tg__txn_respond(t, 503, code, message, retry_after);
+    tg_txn_respond(t, 503, code, message, retry_after, NULL);
 }

@@ -137,13 +137,14 @@ static void tg__iov_headers(struct tg_iovq *q, const struct tg_http_header *h, s
 struct tg__req_skip {
     bool trusted;
     bool drop_trace;
+    const struct tg_http_header *credential; /* the API key or token header: never forwarded */
 };
 
 static bool tg__req_skip(const struct tg_http_header *h, void *arg)
 {
     const struct tg__req_skip *s = arg;
 
-    if (h->flags & TG_HDR_F_HOP)
+    if ((h->flags & TG_HDR_F_HOP) || h == s->credential)
         return true;
     switch (h->id) {
     case TG_HDR_HOST:
@@ -209,7 +210,9 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     char *p = start, *host_at;
     const char *head = c->in->base + c->in->start;
     struct tg__req_skip skip = {.trusted = tg_runtime_trusted(rt, &c->peer),
-                                .drop_trace = t->trace_drop};
+                                .drop_trace = t->trace_drop,
+                                .credential =
+                                    t->cred_header ? &t->req.headers[t->cred_header - 1] : NULL};
     const char *peer;
     ssize_t n;
 
@@ -579,6 +582,13 @@ static int tg__txn_compose_response(struct tg_txn *t, const char *head, size_t h
     TG_PUTS(p, end, "\r\n");
     if (t->res_passthru_chunked)
         TG_PUTS(p, end, "Transfer-Encoding: chunked\r\n");
+    if (t->rl_set) {
+        size_t n = tg_txn_ratelimit_headers(t, p, (size_t)(end - p));
+
+        if (n == 0)
+            goto overflow;
+        p += n;
+    }
     if (c->close_after)
         TG_PUTS(p, end, "Connection: close\r\n");
     else if (t->req.minor_version == 0)
@@ -1301,6 +1311,8 @@ void tg_txn_start(struct tg_txn *t)
     }
     t->svc = tg_upstreams_service(&rt->up, t->route->svc);
     t->path_len = (uint16_t)n;
+    if ((t->route->auth != NULL || t->route->num_limits > 0) && !tg_txn_identity(t, &caps))
+        return;
     t->req_remaining = t->req.content_length;
     if (t->req.body_kind == TG_BODY_CHUNKED)
         tg_h1_chunked_init(&t->req_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);

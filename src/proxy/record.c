@@ -36,8 +36,9 @@ static void tg__txn_log(struct tg_txn *t, unsigned status, uint64_t dur_us, uint
         .method_len = t->req.method.len,
         .host = t->req.host.base,
         .host_len = t->req.host.len,
-        .path = t->req.path.base,
-        .path_len = t->req.path.len,
+        /* with a credential in the path or query, the path as forwarded (the key cut out) */
+        .path = t->route && t->route->auth && t->path_len ? t->scratch : t->req.path.base,
+        .path_len = t->route && t->route->auth && t->path_len ? t->path_len : t->req.path.len,
         .status = (int)status,
         .bytes_in = bytes_in,
         .bytes_out = t->bytes_out,

@@ -10,7 +10,9 @@
 
 #include "core/core.h"
 #include "net/tls.h"
+#include "auth/keys.h"
 #include "proxy/proxy.h"
+#include "ratelimit/ratelimit.h"
 
 static int tg__cidr_parse(const char *text, struct tg_cidr *out)
 {
@@ -62,6 +64,24 @@ bool tg_runtime_trusted(const struct tg_runtime *rt, const struct sockaddr_in6 *
     return false;
 }
 
+/* Limits, keys and JWT slots: the rate-limit table and the key refresher outlive snapshots. */
+static void tg__runtime_identity(struct tg_runtime *rt)
+{
+    struct tg_config *cf = rt->cf;
+
+    for (size_t i = 0; i < cf->num_plans; i++)
+        cf->plans[i].limit.label = tg_label_intern(TG_LABEL_LIMIT, cf->plans[i].limit.name, 0);
+    for (size_t r = 0; r < cf->num_routes; r++)
+        for (size_t i = 0; i < cf->routes[r].num_limits; i++)
+            if (!cf->routes[r].limits[i].plan)
+                cf->routes[r].limits[i].label =
+                    tg_label_intern(TG_LABEL_LIMIT, cf->routes[r].limits[i].name, 0);
+    rt->rl = tg_rl_global(cf->rl_max_keys);
+    tg_rl_sync_configure(rt->rl, cf->rl_store, cf->rl_sync, cf->rl_deny_on_error);
+    rt->jwt_slots = tg_calloc(cf->num_routes + 1, sizeof(*rt->jwt_slots));
+    tg_identity_configure(cf, rt->jwt_slots);
+}
+
 struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns,
                                   const struct tg_runtime *prev, size_t num_workers, char *err,
                                   size_t errlen)
@@ -103,6 +123,7 @@ struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns,
     }
     if (tg_upstreams_init(&rt->up, cf, dns, prev ? &prev->up : NULL, num_workers, err, errlen) != 0)
         goto fail;
+    tg__runtime_identity(rt);
     return rt;
 
 fail:
@@ -129,6 +150,7 @@ void tg_runtime_drop(struct tg_runtime *rt)
     free(rt->trusted);
     free(rt->users);
     free(rt->route_labels);
+    free(rt->jwt_slots);
     if (rt->router != NULL)
         tg_router_free(rt->router);
     tg_config_drop(rt->cf);

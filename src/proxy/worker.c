@@ -15,6 +15,7 @@
 
 #include "core/core.h"
 #include "core/hex.h"
+#include "event/qsbr.h"
 #include "net/listener.h"
 #include "obs/log.h"
 #include "proxy/proxy.h"
@@ -314,7 +315,9 @@ static void *tg__worker_main(void *arg)
 
     snprintf(name, sizeof(name), "tg-worker-%u", w->id);
     pthread_setname_np(pthread_self(), name);
+    tg_qsbr_register(w->loop);
     tg_loop_run(w->loop);
+    tg_qsbr_unregister(w->loop);
     return NULL;
 }
 

@@ -700,11 +700,13 @@ TEST(key_errors)
                   "max_connections");
     EXPECT_ERRORS(MIN_LISTEN "password: x\n",
                   "t.yaml:2:1: unknown key 'password' in the top level; valid keys: workers, "
-                  "listen, admin, limits, shutdown, log, trusted_proxies, dns, services, routes");
+                  "listen, admin, limits, shutdown, log, trusted_proxies, dns, services, routes, "
+                  "plans, consumers, anonymous, keys, ratelimit");
     EXPECT_ERRORS("workers: 2\n", "t.yaml:1:1: the top level is missing the required key 'listen'");
     EXPECT_ERRORS(MIN_LISTEN "\"a\\nb\\e\": 1\n",
                   "t.yaml:2:1: unknown key 'a?b?' in the top level; valid keys: workers, listen, "
-                  "admin, limits, shutdown, log, trusted_proxies, dns, services, routes");
+                  "admin, limits, shutdown, log, trusted_proxies, dns, services, routes, plans, "
+                  "consumers, anonymous, keys, ratelimit");
     EXPECT_ERRORS("listen: []\n",
                   "t.yaml:1:9: listen: at least one address is needed, like - addr: 0.0.0.0:8080");
     EXPECT_ERRORS("listen:\n  - adr: 1.2.3.4:80\n",
@@ -805,7 +807,7 @@ TEST(route_errors)
                   "never be chosen",
                   "t.yaml:14:5: 'cache' (response caching) is not supported by this version of "
                   "tollgate yet; valid keys in a route: name, match, service, rewrite, max_body, "
-                  "idempotent, hedge",
+                  "idempotent, hedge, auth, limits, cost",
                   "t.yaml:15:13: a route name 'd e' may only contain letters, digits, '-', '_' "
                   "and '.'",
                   "t.yaml:17:32: methods: expected a list of methods like [GET, POST], got 'GET'");
@@ -871,7 +873,7 @@ TEST(many_errors)
                   "t.yaml:14:14: service: route 'api' uses service 'apii', which is not defined "
                   "under services",
                   "t.yaml:15:5: unknown key 'timeout' in a route; valid keys: name, match, "
-                  "service, rewrite, max_body, idempotent, hedge");
+                  "service, rewrite, max_body, idempotent, hedge, auth, limits, cost");
 }
 
 TEST(load_file)
