@@ -974,8 +974,9 @@ static enum tg_jwt_result tg__signature_check(const struct tg_jwt_keys *ks,
                                               size_t inlen, const unsigned char *sig, size_t siglen)
 {
     bool typed = false, tried = false;
+    size_t num = ks != NULL ? ks->num : 0;
 
-    for (size_t i = 0; i < ks->num; i++) {
+    for (size_t i = 0; i < num; i++) {
         const struct tg__jwt_key *k = &ks->keys[i];
 
         if (k->alg != h->alg)

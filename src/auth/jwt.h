@@ -3,11 +3,11 @@
  * signed with RS256, ES256 or HS256 (RFC 7518 §3), checked against a key set and a policy.
  *
  * Threads: a key set is built once (at configuration load or by the JWKS refresher), never
- * changed afterwards, and read by every worker at the same time; tg_jwt_verify() keeps no state
- * between calls and does not allocate for HS256 (OpenSSL allocates its contexts for RS256 and
- * ES256). It leaves the calling thread's OpenSSL error queue as it found it, so a TLS error
- * pending on the same worker keeps its reason. tg_jwt_fetch() blocks and belongs on a background
- * thread.
+ * changed afterwards, and read by every worker at the same time. tg_jwt_verify() keeps no state
+ * between calls and decodes on the stack (about 10 KiB); the only allocation is OpenSSL's
+ * context for each signature check. It leaves the calling thread's OpenSSL error queue as it
+ * found it, so a TLS error pending on the same worker keeps its reason. tg_jwt_fetch() blocks and
+ * belongs on a background thread.
  */
 #ifndef TG_JWT_H
 #define TG_JWT_H
@@ -92,9 +92,10 @@ const char *tg_jwt_result_name(enum tg_jwt_result r);
  * NumericDates without exponent, else MALFORMED), iss, aud, and the consumer claim.
  *
  * Keys tried: only keys of the algorithm's type (RSA for RS256, EC P-256 for ES256, secrets for
- * HS256); none in the set is ALGORITHM. When the header has a kid and some key of the set has
- * one, only the keys with that kid are tried (none: UNKNOWN_KID); otherwise every key of the
- * type is. No key verifying the signature is SIGNATURE.
+ * HS256); none in the set is ALGORITHM (k may be NULL, an empty set: a JWKS not fetched yet).
+ * When the header has a kid and some key of the set has one, only the keys with that kid are
+ * tried (none: UNKNOWN_KID); otherwise every key of the type is. No key verifying the signature
+ * is SIGNATURE.
  *
  * Duplicate member names among those checked are MALFORMED, so that no other JSON parser can
  * read a different value from the same token. On TG_JWT_OK the consumer claim's value (JSON

@@ -411,6 +411,7 @@ TEST(test_alg_confusion)
     ASSERT_EQ(TG_JWT_ALGORITHM, check(kr, &p, "{\"alg\":\"ES256\"}", pl, &s_ec));
     ASSERT_EQ(TG_JWT_ALGORITHM, check(ke, &p, "{\"alg\":\"RS256\"}", pl, &s_rsa));
     ASSERT_EQ(TG_JWT_ALGORITHM, check(mixed, &p, "{\"alg\":\"ES256\"}", pl, &s_ec));
+    ASSERT_EQ(TG_JWT_ALGORITHM, check(NULL, &p, "{\"alg\":\"RS256\"}", pl, &s_rsa));
     tg_jwt_keys_free(kr);
     tg_jwt_keys_free(ke);
     tg_jwt_keys_free(mixed);
