@@ -177,7 +177,7 @@ static inline void tg_metrics_upstream(struct tg_metrics *m, uint32_t node, uint
  * requests by limit label. */
 enum tg_policy_kind { TG_POLICY_AUTH, TG_POLICY_LIMIT };
 extern const char *const tg_auth_reasons[];
-#define TG_AUTH_REASONS 11
+#define TG_AUTH_REASONS 12
 
 static inline void tg_metrics_policy(struct tg_metrics *m, uint32_t route, unsigned kind,
                                      uint32_t id)

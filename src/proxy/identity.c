@@ -235,8 +235,9 @@ static bool tg__authenticate(struct tg_txn *t, const struct tg_route_captures *c
         }
         tg_key_digest(key.base, key.len, digest);
         /* take the key out of what goes upstream and into the access log, valid or not */
-        if (a->from[where].kind == TG_KEY_PATH && t->route->rewrite_path == NULL)
-            tg__path_cut(t, (char *)key.base, key.len);
+        if (a->from[where].kind == TG_KEY_PATH && t->route->rewrite_path == NULL &&
+            key.base >= t->scratch && key.base + key.len <= t->scratch + t->path_len)
+            tg__path_cut(t, (char *)key.base, key.len); /* a path capture, not a host one */
         else if (a->from[where].kind == TG_KEY_QUERY)
             tg__query_cut(t, key, strlen(a->from[where].name));
         /* header and bearer keys are left out when the request is composed (cred_header) */

@@ -351,7 +351,7 @@ static void *tg__sync_main(void *arg)
                 if (ok) {
                     tg__observe(y, (tg__mono_ns() - t0) / 1000);
                     if (!atomic_exchange(&y->up, true))
-                        tg_log(TG_LOG_INFO, "ratelimit: store %s is in sync", url);
+                        tg_log(TG_LOG_INFO, "ratelimit: the store is in sync");
                     atomic_store(&y->t->deny_now, false);
                     y->backoff_ms = 0;
                 } else {
