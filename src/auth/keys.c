@@ -56,7 +56,7 @@ static uint32_t tg__consumer_add(struct tg_keytab *kt, const char *name, uint32_
 
     for (size_t i = 0; i < kt->num_consumers; i++) /* by name: a few per build, not per key */
         if (kt->consumers[i].plan == plan && kt->consumers[i].name_len == n &&
-            memcmp((const char *)(uintptr_t)kt->consumers[i].name, name, n) == 0)
+            memcmp(kt->pool + (uintptr_t)kt->consumers[i].name, name, n) == 0)
             return (uint32_t)i;
     if (kt->num_consumers == kt->cap_consumers) {
         kt->cap_consumers = kt->cap_consumers ? kt->cap_consumers * 2 : 16;

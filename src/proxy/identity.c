@@ -220,8 +220,10 @@ static bool tg__authenticate(struct tg_txn *t, const struct tg_route_captures *c
     if (a->jwt != NULL) {
         int r = tg__jwt(t, a, who, consumer, cap);
 
-        if (r != 0)
-            return r > 0;
+        if (r < 0)
+            return false;
+        if (r > 0)
+            goto allowed; /* the allow lists apply to token callers too */
     }
     if (a->num_from > 0 && tg__find_key(t, caps, a, &key, &where)) {
         const struct tg_keytab *kt = tg_keys_current();
@@ -267,6 +269,7 @@ static bool tg__authenticate(struct tg_txn *t, const struct tg_route_captures *c
                         bearer || a->jwt != NULL);
         return false;
     }
+allowed:
     if (a->consumers.num > 0) {
         bool ok = false;
 

@@ -339,7 +339,11 @@ static void *tg__sync_main(void *arg)
         pthread_mutex_unlock(&y->lock);
 
         now_ms = tg__mono_ns() / 1000000;
-        if (url[0] != '\0' && (y->rc != NULL || now_ms >= y->retry_at_ms)) {
+        if (url[0] != '\0' && y->rc == NULL && now_ms < y->retry_at_ms) {
+            /* no link: rate units are dropped now (pushed later they would look like a burst
+             * to every instance), quota units kept for when it is back */
+            tg__restore(y, 0, tg__collect(y));
+        } else if (url[0] != '\0') {
             if (y->rc == NULL) {
                 y->rc = tg__connect(url, err, sizeof(err));
                 if (y->rc == NULL)
