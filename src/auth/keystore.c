@@ -313,14 +313,6 @@ out:
 
 /* ---- PostgreSQL --------------------------------------------------------------------------- */
 
-static int64_t tg__mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Copies the first line of a libpq message into err, after prefix. */
 static void tg__pg_error(char *err, size_t errlen, const char *prefix, const char *msg)
 {
@@ -336,7 +328,7 @@ static void tg__pg_error(char *err, size_t errlen, const char *prefix, const cha
 static int tg__pg_wait(PGconn *conn, int64_t deadline_ms, char *err, size_t errlen)
 {
     while (PQisBusy(conn)) {
-        int64_t left = deadline_ms - tg__mono_ms();
+        int64_t left = deadline_ms - tg_clock_mono_ms();
         struct pollfd p = {.fd = PQsocket(conn), .events = POLLIN};
         int n;
 
@@ -365,7 +357,7 @@ static int tg__pg_wait(PGconn *conn, int64_t deadline_ms, char *err, size_t errl
 static int tg__pg_select(PGconn *conn, const char *select, PGresult **res, char *err, size_t errlen)
 {
     char q[512];
-    int64_t deadline = tg__mono_ms() + TG__PG_QUERY_MS;
+    int64_t deadline = tg_clock_mono_ms() + TG__PG_QUERY_MS;
     PGresult *r;
     int rc = 0;
 

@@ -50,14 +50,6 @@ static struct {
 } tg__id = {
     .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .store_kind = "config"};
 
-static uint64_t tg__now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 const struct tg_keytab *tg_keys_current(void)
 {
     return atomic_load_explicit(&tg__id.current, memory_order_acquire);
@@ -161,7 +153,7 @@ static void *tg__refresh_main(void *arg)
     pthread_setname_np(pthread_self(), "tg-keys");
     pthread_mutex_lock(&tg__id.lock);
     while (!tg__id.stop) {
-        uint64_t now = tg__now_ms();
+        uint64_t now = (uint64_t)tg_clock_mono_ms();
         struct timespec until;
 
         if (tg__id.cf != NULL && tg__id.cf->key_store != NULL && now >= tg__id.store_next_at) {
@@ -176,9 +168,9 @@ static void *tg__refresh_main(void *arg)
             pthread_mutex_lock(&tg__id.lock);
         }
         for (struct tg_jwt_slot *s = tg__id.slots; s != NULL; s = s->next) {
-            if (s->source == NULL || tg__now_ms() < s->next_at)
+            if (s->source == NULL || (uint64_t)tg_clock_mono_ms() < s->next_at)
                 continue;
-            s->next_at = tg__now_ms() + s->refresh;
+            s->next_at = (uint64_t)tg_clock_mono_ms() + s->refresh;
             pthread_mutex_unlock(&tg__id.lock);
             tg__jwt_refresh(s, false);
             pthread_mutex_lock(&tg__id.lock);
@@ -256,7 +248,7 @@ void tg_identity_configure(struct tg_config *cf, struct tg_jwt_slot **route_slot
             load[num_load++] = route_slots[i];
     }
     if (first_store)
-        tg__id.store_next_at = tg__now_ms() + cf->key_refresh;
+        tg__id.store_next_at = (uint64_t)tg_clock_mono_ms() + cf->key_refresh;
     if (!tg__id.running) {
         tg__id.running = true;
         if (pthread_create(&tg__id.thread, NULL, tg__refresh_main, NULL) != 0)
@@ -268,7 +260,7 @@ void tg_identity_configure(struct tg_config *cf, struct tg_jwt_slot **route_slot
         tg__load_store(cf->key_store, cf->key_table, cf->key_max, true);
     for (size_t i = 0; i < num_load; i++) {
         tg__jwt_refresh(load[i], true);
-        load[i]->next_at = tg__now_ms() + load[i]->refresh;
+        load[i]->next_at = (uint64_t)tg_clock_mono_ms() + load[i]->refresh;
     }
 }
 

@@ -119,6 +119,10 @@ bool tg__conf_section(struct tg_conf_loader *ld, const struct tg_conf_section *s
 const struct tg_ynode *tg__conf_list(struct tg_conf_loader *ld, const struct tg_ynode *v,
                                      const char *what);
 
+/* Fills a string list from a list of scalars that check() accepts (NULL: any). */
+void tg__conf_str_list(struct tg_conf_loader *ld, const struct tg_ynode *v, struct tg_str_list *out,
+                       const char *what, int (*check)(const char *, char *, size_t));
+
 /* Checks that a node is a non-empty scalar; reports "NAME: expected WHAT, got ..." otherwise. */
 bool tg__conf_scalar(struct tg_conf_loader *ld, const struct tg_ynode *v, const char *what);
 

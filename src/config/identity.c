@@ -532,27 +532,14 @@ static void parse_jwt(struct tg_conf_loader *ld, const struct tg_ynode *v, void 
     a->jwt = j;
 }
 
-static void parse_allow_list(struct tg_conf_loader *ld, const struct tg_ynode *v,
-                             struct tg_str_list *out, const char *what)
-{
-    const struct tg_ynode *item = tg__conf_list(ld, v, what);
-
-    if (item == NULL)
-        return;
-    out->items = tg_conf_arena_array(ld->a, v->num, sizeof(*out->items));
-    for (; item != NULL; item = item->next)
-        if (tg__conf_scalar(ld, item, "a name"))
-            out->items[out->num++] = tg__conf_strdup(ld, item);
-}
-
 static void parse_allow_consumers(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base)
 {
-    parse_allow_list(ld, v, &((struct tg_auth_conf *)base)->consumers, "consumer names");
+    tg__conf_str_list(ld, v, &((struct tg_auth_conf *)base)->consumers, "consumer names", NULL);
 }
 
 static void parse_allow_plans(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base)
 {
-    parse_allow_list(ld, v, &((struct tg_auth_conf *)base)->plans, "plan names");
+    tg__conf_str_list(ld, v, &((struct tg_auth_conf *)base)->plans, "plan names", NULL);
 }
 
 static const struct tg_conf_key auth_keys[] = {

@@ -266,10 +266,8 @@ bad:
     return -1;
 }
 
-/* Fills a string list from a list of scalars that check() accepts. */
-static void parse_str_list(struct tg_conf_loader *ld, const struct tg_ynode *v,
-                           struct tg_str_list *out, const char *what,
-                           int (*check)(const char *, char *, size_t))
+void tg__conf_str_list(struct tg_conf_loader *ld, const struct tg_ynode *v, struct tg_str_list *out,
+                       const char *what, int (*check)(const char *, char *, size_t))
 {
     const struct tg_ynode *item = tg__conf_list(ld, v, what);
 
@@ -281,7 +279,7 @@ static void parse_str_list(struct tg_conf_loader *ld, const struct tg_ynode *v,
 
         if (!tg__conf_scalar(ld, item, what))
             continue;
-        if (check(item->str, err, sizeof(err)) != 0) {
+        if (check != NULL && check(item->str, err, sizeof(err)) != 0) {
             tg__conf_error(ld, item, "%s", err);
             continue;
         }
@@ -291,8 +289,8 @@ static void parse_str_list(struct tg_conf_loader *ld, const struct tg_ynode *v,
 
 static void parse_trusted(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base)
 {
-    parse_str_list(ld, v, &((struct tg_config *)base)->trusted_proxies, "networks like 10.0.0.0/8",
-                   tg__conf_check_cidr);
+    tg__conf_str_list(ld, v, &((struct tg_config *)base)->trusted_proxies,
+                      "networks like 10.0.0.0/8", tg__conf_check_cidr);
 }
 
 /* A DNS server is an IP address with an optional port: "10.0.0.2", "10.0.0.2:5353", "::1" or
@@ -319,8 +317,8 @@ static int check_dns_server(const char *s, char *err, size_t errlen)
 
 static void parse_dns_servers(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base)
 {
-    parse_str_list(ld, v, &((struct tg_config *)base)->dns_servers, "addresses like 10.0.0.2:53",
-                   check_dns_server);
+    tg__conf_str_list(ld, v, &((struct tg_config *)base)->dns_servers, "addresses like 10.0.0.2:53",
+                      check_dns_server);
 }
 
 static const struct tg_conf_key dns_keys[] = {

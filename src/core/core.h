@@ -24,6 +24,13 @@
 #define TG_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Prints "tollgate: fatal: <message>" to stderr and aborts. Never returns. */
+/* Monotonic clock, nanoseconds, read now (background threads; workers use tg_loop_now()). */
+uint64_t tg_clock_mono_ns(void);
+static inline int64_t tg_clock_mono_ms(void)
+{
+    return (int64_t)(tg_clock_mono_ns() / 1000000);
+}
+
 _Noreturn void tg_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Invariants: a violated one is a bug in tollgate, never the peer's fault. */

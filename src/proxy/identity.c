@@ -44,6 +44,19 @@ static const struct tg_http_header *tg__header(const struct tg_txn *t, const cha
     return NULL;
 }
 
+/* The credential of "Authorization: Bearer CREDENTIAL"; false when there is none. */
+static bool tg__bearer(const struct tg_txn *t, struct tg_str *cred, size_t *index)
+{
+    const struct tg_http_header *h = tg__header(t, "authorization", index);
+
+    if (h == NULL || h->value.len <= 7 || strncasecmp(h->value.base, "Bearer ", 7) != 0)
+        return false;
+    *cred = tg_str_make(h->value.base + 7, h->value.len - 7);
+    while (cred->len > 0 && cred->base[0] == ' ')
+        *cred = tg_str_make(cred->base + 1, cred->len - 1);
+    return cred->len > 0;
+}
+
 /* Cuts [from, from+n) out of the normalised path, and a '/' that would be left doubled. */
 static void tg__path_cut(struct tg_txn *t, char *from, size_t n)
 {
@@ -122,14 +135,10 @@ static bool tg__find_key(struct tg_txn *t, const struct tg_route_captures *caps,
             }
             break;
         case TG_KEY_BEARER:
-            h = tg__header(t, "authorization", &idx);
-            if (h != NULL && h->value.len > 7 && strncasecmp(h->value.base, "Bearer ", 7) == 0) {
-                *key = tg_str_make(h->value.base + 7, h->value.len - 7);
-                while (key->len > 0 && key->base[0] == ' ')
-                    *key = tg_str_make(key->base + 1, key->len - 1);
+            if (tg__bearer(t, key, &idx)) {
                 t->cred_header = (uint16_t)(idx + 1);
                 *where = (int)i;
-                return key->len > 0;
+                return true;
             }
             break;
         case TG_KEY_QUERY:
@@ -168,16 +177,13 @@ static int tg__jwt(struct tg_txn *t, const struct tg_auth_conf *a, struct tg_cal
                                 .audience = a->jwt->audience,
                                 .leeway_s = (int64_t)(a->jwt->leeway / 1000),
                                 .consumer_claim = a->jwt->consumer_claim};
-    const struct tg_http_header *h;
     const struct tg_jwt_keys *keys;
     enum tg_jwt_result r = TG_JWT_ALGORITHM;
     struct tg_str tok;
     size_t idx;
 
-    h = tg__header(t, "authorization", &idx);
-    if (h == NULL || h->value.len <= 7 || strncasecmp(h->value.base, "Bearer ", 7) != 0)
+    if (!tg__bearer(t, &tok, &idx))
         return 0;
-    tok = tg_str_make(h->value.base + 7, h->value.len - 7);
     keys = slot ? tg_jwt_slot_keys(slot) : NULL;
     if (keys != NULL)
         r = tg_jwt_verify(keys, &pol, tok.base, tok.len, tg_loop_wall(t->conn->worker->loop),

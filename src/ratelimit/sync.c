@@ -56,14 +56,6 @@ struct tg_rl_sync {
     atomic_bool up;
 };
 
-static uint64_t tg__mono_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* redis://[[user]:password@]host[:port][/db] */
 static redisContext *tg__connect(const char *url, char *err, size_t errlen)
 {
@@ -263,7 +255,7 @@ static bool tg__round(struct tg_rl_sync *y, char *err, size_t errlen)
         }
         sent++;
     }
-    now = tg__mono_ns();
+    now = tg_clock_mono_ns();
     for (size_t k = 0; k < sent; k++) {
         const struct tg_rl_push *p = &y->batch[k];
         long long totals[2] = {-1, -1};
@@ -314,7 +306,7 @@ static void tg__failed(struct tg_rl_sync *y, bool deny, const char *what, const 
     y->backoff_ms = y->backoff_ms ? y->backoff_ms * 2 : 100;
     if (y->backoff_ms > 5000)
         y->backoff_ms = 5000;
-    y->retry_at_ms = tg__mono_ns() / 1000000 + y->backoff_ms;
+    y->retry_at_ms = tg_clock_mono_ns() / 1000000 + y->backoff_ms;
 }
 
 static void *tg__sync_main(void *arg)
@@ -338,7 +330,7 @@ static void *tg__sync_main(void *arg)
         y->reconnect = false;
         pthread_mutex_unlock(&y->lock);
 
-        now_ms = tg__mono_ns() / 1000000;
+        now_ms = tg_clock_mono_ns() / 1000000;
         if (url[0] != '\0' && y->rc == NULL && now_ms < y->retry_at_ms) {
             /* no link: rate units are dropped now (pushed later they would look like a burst
              * to every instance), quota units kept for when it is back */
@@ -350,10 +342,10 @@ static void *tg__sync_main(void *arg)
                     tg__failed(y, deny, "connection", err);
             }
             if (y->rc != NULL) {
-                t0 = tg__mono_ns();
+                t0 = tg_clock_mono_ns();
                 ok = tg__round(y, err, sizeof(err));
                 if (ok) {
-                    tg__observe(y, (tg__mono_ns() - t0) / 1000);
+                    tg__observe(y, (tg_clock_mono_ns() - t0) / 1000);
                     if (!atomic_exchange(&y->up, true))
                         tg_log(TG_LOG_INFO, "ratelimit: the store is in sync");
                     atomic_store(&y->t->deny_now, false);

@@ -168,13 +168,8 @@ static int tg__service_init(struct tg_upstreams *u, struct tg_service *svc, stru
         }
         if (n == NULL) {
             n = tg__node_new(cf, svc, nc, dns, num_workers);
-            if (prev != NULL) { /* joins a running service: slow start applies */
-                struct timespec ts;
-
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                atomic_store(&n->health.usable_at,
-                             (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
-            }
+            if (prev != NULL) /* joins a running service: slow start applies */
+                atomic_store(&n->health.usable_at, (long long)tg_clock_mono_ms());
         }
         svc->members[i] = (struct tg_member){n, nc};
         u->nodes[u->num_nodes++] = n;
