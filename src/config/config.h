@@ -170,6 +170,7 @@ struct tg_limit_conf {
     const char *by_header; /* TG_BY_HEADER: header name */
     uint32_t cost;         /* plans: units a request costs, 1 (a route's cost wins) */
     uint32_t label;        /* metrics label id, set when a runtime is built on the snapshot */
+    uint64_t name_hash;    /* tg_rl_name_hash(name), set with label */
     struct tg_conf_pos pos;
 };
 

@@ -1,4 +1,5 @@
 #include "core/core.h"
+#include "core/str.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,4 +76,30 @@ uint64_t tg_clock_mono_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+const char tg_digits2[201] = "00010203040506070809101112131415161718192021222324"
+                             "25262728293031323334353637383940414243444546474849"
+                             "50515253545556575859606162636465666768697071727374"
+                             "75767778798081828384858687888990919293949596979899";
+
+char *tg_put_u64(char *o, uint64_t v)
+{
+    char tmp[20], *t = tmp + sizeof tmp;
+    size_t n;
+
+    while (v >= 100) {
+        t -= 2;
+        memcpy(t, tg_digits2 + 2 * (v % 100), 2);
+        v /= 100;
+    }
+    if (v >= 10) {
+        t -= 2;
+        memcpy(t, tg_digits2 + 2 * v, 2);
+    } else {
+        *--t = (char)('0' + v);
+    }
+    n = (size_t)(tmp + sizeof tmp - t);
+    memcpy(o, t, n);
+    return o + n;
 }

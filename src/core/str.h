@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -44,5 +45,11 @@ static inline bool tg_str_ieq_lit(struct tg_str a, const char *lit, size_t litle
 }
 
 #define TG_STR_IEQ(a, lit) tg_str_ieq_lit((a), (lit), sizeof(lit) - 1)
+
+/* "00" "01" ... "99": two decimal digits at 2 * n. */
+extern const char tg_digits2[201];
+
+/* Writes v in decimal at o (at most 20 bytes, no NUL); returns the end. */
+char *tg_put_u64(char *o, uint64_t v);
 
 #endif

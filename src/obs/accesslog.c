@@ -77,11 +77,6 @@ enum { TG__OUT, TG__ERR };
 
 /* --- formatting ------------------------------------------------------------------------------ */
 
-static const char tg__digits2[] = "00010203040506070809101112131415161718192021222324"
-                                  "25262728293031323334353637383940414243444546474849"
-                                  "50515253545556575859606162636465666768697071727374"
-                                  "75767778798081828384858687888990919293949596979899";
-
 #define TG__LIT(o, s) (memcpy((o), (s), sizeof(s) - 1), (o) + sizeof(s) - 1)
 
 /* The member prefixes, in output order. */
@@ -121,36 +116,15 @@ enum {
 };
 _Static_assert(TG__LINE_BOUND <= TG_ACCESS_LINE_MAX, "an access line may exceed the reserve");
 
-static char *tg__put_u64(char *o, uint64_t v)
-{
-    char tmp[TG__U64_DIGITS], *t = tmp + sizeof tmp;
-    size_t n;
-
-    while (v >= 100) {
-        t -= 2;
-        memcpy(t, tg__digits2 + 2 * (v % 100), 2);
-        v /= 100;
-    }
-    if (v >= 10) {
-        t -= 2;
-        memcpy(t, tg__digits2 + 2 * v, 2);
-    } else {
-        *--t = (char)('0' + v);
-    }
-    n = (size_t)(tmp + sizeof tmp - t);
-    memcpy(o, t, n);
-    return o + n;
-}
-
 /* Microseconds as milliseconds with exactly three decimals: 412 -> "0.412". */
 static char *tg__put_ms(char *o, uint64_t us)
 {
     unsigned frac = (unsigned)(us % 1000);
 
-    o = tg__put_u64(o, us / 1000);
+    o = tg_put_u64(o, us / 1000);
     o[0] = '.';
     o[1] = (char)('0' + frac / 100);
-    memcpy(o + 2, tg__digits2 + 2 * (frac % 100), 2);
+    memcpy(o + 2, tg_digits2 + 2 * (frac % 100), 2);
     return o + 4;
 }
 
@@ -187,7 +161,7 @@ static size_t tg__access_format(char *out, const struct tg_access_entry *e, stru
     o += TG_JSON_TIME_LEN;
     o[0] = '.';
     o[1] = (char)('0' + msec / 100);
-    memcpy(o + 2, tg__digits2 + 2 * (msec % 100), 2);
+    memcpy(o + 2, tg_digits2 + 2 * (msec % 100), 2);
     o[4] = 'Z';
     o += 5;
     o = TG__LIT(o, TG__K_REQUEST_ID);
@@ -207,11 +181,11 @@ static size_t tg__access_format(char *out, const struct tg_access_entry *e, stru
     o = TG__LIT(o, TG__K_STATUS);
     if (e->status < 0)
         *o++ = '-';
-    o = tg__put_u64(o, e->status < 0 ? -(uint64_t)e->status : (uint64_t)e->status);
+    o = tg_put_u64(o, e->status < 0 ? -(uint64_t)e->status : (uint64_t)e->status);
     o = TG__LIT(o, TG__K_BYTES_IN);
-    o = tg__put_u64(o, e->bytes_in);
+    o = tg_put_u64(o, e->bytes_in);
     o = TG__LIT(o, TG__K_BYTES_OUT);
-    o = tg__put_u64(o, e->bytes_out);
+    o = tg_put_u64(o, e->bytes_out);
     o = TG__LIT(o, TG__K_DURATION);
     o = tg__put_ms(o, e->duration_us);
     o = TG__LIT(o, TG__K_UPSTREAM);

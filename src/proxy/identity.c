@@ -422,7 +422,7 @@ bool tg_txn_identity(struct tg_txn *t, const struct tg_route_captures *caps)
             continue;
         if (cost == 0)
             cost = who.plan != TG_NO_PLAN ? cf->plans[who.plan].limit.cost : 1;
-        ids[i] = tg_rl_id(l->name, key.base, key.len);
+        ids[i] = tg_rl_id(l->name_hash, key.base, key.len);
         used[i] = l;
         costs[i] = cost;
         tg_rl_check(t->rt->rl, l, ids[i], cost, tg_loop_now_us(w->loop), tg_loop_wall(w->loop), &v);
@@ -440,17 +440,29 @@ bool tg_txn_identity(struct tg_txn *t, const struct tg_route_captures *caps)
     return true;
 }
 
+/* Formatted by hand: this runs on every admitted response of a limited route. */
 size_t tg_txn_ratelimit_headers(const struct tg_txn *t, char *out, size_t cap)
 {
-    int n;
+    size_t name = strlen(t->rl_name), suffix = t->rl_quota ? 6 : 0;
+    char *o = out;
 
-    if (!t->rl_set)
+    /* two lines of fixed text, the name twice and four numbers of at most 20 digits */
+    if (!t->rl_set || cap < 2 * (name + suffix) + 4 * 20 + 64)
         return 0;
-    n = snprintf(
-        out, cap,
-        "RateLimit-Policy: \"%s%s\";q=%llu;w=%llu\r\nRateLimit: \"%s%s\";r=%llu;t=%llu\r\n",
-        t->rl_name, t->rl_quota ? ":quota" : "", (unsigned long long)t->rl_q,
-        (unsigned long long)t->rl_w, t->rl_name, t->rl_quota ? ":quota" : "",
-        (unsigned long long)t->rl_r, (unsigned long long)t->rl_t);
-    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+    memcpy(o, "RateLimit-Policy: \"", 19), o += 19;
+    memcpy(o, t->rl_name, name), o += name;
+    memcpy(o, ":quota", suffix), o += suffix;
+    memcpy(o, "\";q=", 4), o += 4;
+    o = tg_put_u64(o, t->rl_q);
+    memcpy(o, ";w=", 3), o += 3;
+    o = tg_put_u64(o, t->rl_w);
+    memcpy(o, "\r\nRateLimit: \"", 14), o += 14;
+    memcpy(o, t->rl_name, name), o += name;
+    memcpy(o, ":quota", suffix), o += suffix;
+    memcpy(o, "\";r=", 4), o += 4;
+    o = tg_put_u64(o, t->rl_r);
+    memcpy(o, ";t=", 3), o += 3;
+    o = tg_put_u64(o, t->rl_t);
+    memcpy(o, "\r\n", 2), o += 2;
+    return (size_t)(o - out);
 }

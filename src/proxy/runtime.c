@@ -64,18 +64,23 @@ bool tg_runtime_trusted(const struct tg_runtime *rt, const struct sockaddr_in6 *
     return false;
 }
 
+static void tg__limit_ids(struct tg_limit_conf *l)
+{
+    l->label = tg_label_intern(TG_LABEL_LIMIT, l->name, 0);
+    l->name_hash = tg_rl_name_hash(l->name);
+}
+
 /* Limits, keys and JWT slots: the rate-limit table and the key refresher outlive snapshots. */
 static void tg__runtime_identity(struct tg_runtime *rt)
 {
     struct tg_config *cf = rt->cf;
 
     for (size_t i = 0; i < cf->num_plans; i++)
-        cf->plans[i].limit.label = tg_label_intern(TG_LABEL_LIMIT, cf->plans[i].limit.name, 0);
+        tg__limit_ids(&cf->plans[i].limit);
     for (size_t r = 0; r < cf->num_routes; r++)
         for (size_t i = 0; i < cf->routes[r].num_limits; i++)
             if (!cf->routes[r].limits[i].plan)
-                cf->routes[r].limits[i].label =
-                    tg_label_intern(TG_LABEL_LIMIT, cf->routes[r].limits[i].name, 0);
+                tg__limit_ids(&cf->routes[r].limits[i]);
     rt->rl = tg_rl_global(cf->rl_max_keys);
     tg_rl_sync_configure(rt->rl, cf->rl_store, cf->rl_sync, cf->rl_deny_on_error);
     rt->jwt_slots = tg_calloc(cf->num_routes + 1, sizeof(*rt->jwt_slots));

@@ -19,9 +19,14 @@
 #define NIL UINT32_MAX
 #define NS  1000000000ull
 
-uint64_t tg_rl_id(const char *limit_name, const void *key, size_t len)
+uint64_t tg_rl_name_hash(const char *limit_name)
 {
-    return tg_hash64(key, len, tg_hash64(limit_name, strlen(limit_name), 0));
+    return tg_hash64(limit_name, strlen(limit_name), 0);
+}
+
+uint64_t tg_rl_id(uint64_t name_hash, const void *key, size_t len)
+{
+    return tg_hash64(key, len, name_hash);
 }
 
 struct tg_rl_table *tg_rl_table_new(uint64_t max_keys)
