@@ -13,6 +13,7 @@
 #include "auth/keystore.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "core/sha256.h"
 #include "proxy/control.h"
 
 static const char usage[] =
@@ -70,7 +71,7 @@ static int tg__keys(int argc, char **argv)
     char key[64];
 
     if (argc == 4 && strcmp(argv[2], "hash") == 0) {
-        tg_key_digest(argv[3], strlen(argv[3]), d);
+        tg_sha256(argv[3], strlen(argv[3]), d);
     } else if (argc == 3 && strcmp(argv[2], "new") == 0) {
         if (RAND_bytes(raw, sizeof(raw)) != 1) {
             fprintf(stderr, "tollgate: no random bytes\n");
@@ -81,7 +82,7 @@ static int tg__keys(int argc, char **argv)
         EVP_EncodeBlock((unsigned char *)key + 3, raw, sizeof(raw));
         for (char *p = key + 3; *p; p++)
             *p = *p == '+' ? '-' : *p == '/' ? '_' : *p;
-        tg_key_digest(key, strlen(key), d);
+        tg_sha256(key, strlen(key), d);
         printf("key:    %s\n", key);
     } else {
         fprintf(stderr, "usage: tollgate keys hash KEY | tollgate keys new\n");

@@ -1,7 +1,6 @@
 /*
  * Loading API keys from an external store (keystore.h): one blocking read of a whole table from
- * SQLite or PostgreSQL, validated row by row into digests, plus the SHA-256 helpers the config
- * loader and the workers share.
+ * SQLite or PostgreSQL, validated row by row into digests, and the parsing of "sha256:" digests.
  *
  * Every wait is bounded, because the caller is a refresh thread that must come back to try again
  * rather than hang on a store that is down: SQLite waits at most 1 s for a lock; PostgreSQL gets
@@ -21,10 +20,10 @@
 #include <time.h>
 
 #include <libpq-fe.h>
-#include <openssl/evp.h>
 #include <sqlite3.h>
 
 #include "core/core.h"
+#include "core/sha256.h"
 
 #define TG__DIGEST_PREFIX     "sha256:"
 #define TG__DIGEST_PREFIX_LEN (sizeof(TG__DIGEST_PREFIX) - 1)
@@ -36,59 +35,6 @@
 /* The client's own limit on a query, a little past statement_timeout so that a live server
  * reports its own (clearer) timeout first. */
 #define TG__PG_QUERY_MS (TG__PG_STATEMENT_MS + 1000)
-
-/* ---- SHA-256 ------------------------------------------------------------------------------ */
-
-/*
- * Workers hash the key of every request, so the digest is set up once: the algorithm is fetched
- * from the provider once per process (EVP_sha256() would look it up on every init), and each
- * thread reuses one context. The pthread key exists only to free that context when its thread
- * exits; the fast path reads the _Thread_local pointer.
- */
-static pthread_once_t tg__sha_once = PTHREAD_ONCE_INIT;
-static EVP_MD *tg__sha_md;
-static pthread_key_t tg__sha_key;
-static _Thread_local EVP_MD_CTX *tg__sha_ctx;
-
-static void tg__sha_ctx_free(void *ctx)
-{
-    EVP_MD_CTX_free(ctx);
-    tg__sha_ctx = NULL; /* a later destructor of this thread may still hash */
-}
-
-static void tg__sha_init_once(void)
-{
-    tg__sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (tg__sha_md == NULL)
-        tg_fatal("OpenSSL provides no SHA-256");
-    if (pthread_key_create(&tg__sha_key, tg__sha_ctx_free) != 0)
-        tg_fatal("cannot create the SHA-256 thread key");
-}
-
-static EVP_MD_CTX *tg__sha_ctx_get(void)
-{
-    EVP_MD_CTX *ctx = tg__sha_ctx;
-
-    if (TG_LIKELY(ctx != NULL))
-        return ctx; /* this thread ran the once-init before it made ctx */
-    pthread_once(&tg__sha_once, tg__sha_init_once);
-    ctx = EVP_MD_CTX_new();
-    if (ctx == NULL)
-        tg_fatal("out of memory for a SHA-256 context");
-    pthread_setspecific(tg__sha_key, ctx);
-    tg__sha_ctx = ctx;
-    return ctx;
-}
-
-void tg_key_digest(const void *key, size_t len, uint8_t out[32])
-{
-    EVP_MD_CTX *ctx = tg__sha_ctx_get();
-    unsigned int n = 0;
-
-    if (!EVP_DigestInit_ex2(ctx, tg__sha_md, NULL) || !EVP_DigestUpdate(ctx, key, len) ||
-        !EVP_DigestFinal_ex(ctx, out, &n) || n != 32)
-        tg_fatal("SHA-256 failed");
-}
 
 static int tg__hex_value(unsigned char c)
 {
@@ -165,7 +111,7 @@ static void tg__key_row_add(struct tg_keystore_result *r, const char *key, size_
         if (tg_key_parse_digest(key, klen, row->digest) != 0)
             goto skip;
     } else if (tg__key_plain_ok(key, klen)) {
-        tg_key_digest(key, klen, row->digest);
+        tg_sha256(key, klen, row->digest);
     } else {
         goto skip;
     }

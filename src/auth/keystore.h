@@ -80,11 +80,6 @@ void tg_keystore_result_free(struct tg_keystore_result *r);
  * the scheme, for config validation; it does not touch the store. */
 int tg_keystore_kind(const char *url);
 
-/* SHA-256 of len bytes at key into out. Fast enough for every request: each thread keeps one
- * digest context, freed when the thread exits. Aborts through tg_fatal() only if OpenSSL cannot
- * provide SHA-256 at all. */
-void tg_key_digest(const void *key, size_t len, uint8_t out[32]);
-
 /* Parses the len bytes at s, "sha256:" followed by exactly 64 hex digits (either case), into
  * out. Returns 0, or -1 when s is malformed (out is then unspecified). */
 int tg_key_parse_digest(const char *s, size_t len, uint8_t out[32]);

@@ -5,6 +5,7 @@
  * capture of the route, a plan limit has a caller to charge) run after the whole file was read.
  */
 #include <ctype.h>
+#include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "auth/keystore.h"
 #include "config/config_internal.h"
 #include "config/units.h"
+#include "core/sha256.h"
 #include "core/str.h"
 
 #define OFF(field)   offsetof(struct tg_config, field)
@@ -160,6 +162,30 @@ static bool limit_body(struct tg_conf_loader *ld, const struct tg_ynode *v, stru
     return true;
 }
 
+/* The most units one request may cost under l: more, and every request is refused. */
+static uint64_t limit_unit_cap(const struct tg_limit_conf *l)
+{
+    uint64_t cap = UINT64_MAX;
+
+    if (l->rate_count != 0)
+        cap = l->burst;
+    if (l->quota != 0 && l->quota < cap)
+        cap = l->quota;
+    return cap;
+}
+
+static void check_cost(struct tg_conf_loader *ld, const struct tg_ynode *at, uint64_t cost,
+                       const struct tg_limit_conf *l, const char *what)
+{
+    uint64_t cap = limit_unit_cap(l);
+
+    if (cost > cap)
+        tg__conf_error(ld, at,
+                       "cost: %" PRIu64 " units per request is more than %s allows at once "
+                       "(%s %" PRIu64 "), so every request would be refused",
+                       cost, what, l->rate_count != 0 && l->burst == cap ? "burst" : "quota", cap);
+}
+
 /* -- plans and consumers --------------------------------------------------------------------- */
 
 void tg__conf_plans(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base)
@@ -179,7 +205,8 @@ void tg__conf_plans(struct tg_conf_loader *ld, const struct tg_ynode *v, void *b
 
         p->name = tg__conf_strdup(ld, c->key);
         tg__conf_check_name(ld, c->key, "a plan");
-        limit_body(ld, c, &p->limit, &plan_section);
+        if (limit_body(ld, c, &p->limit, &plan_section))
+            check_cost(ld, c, p->limit.cost, &p->limit, "the plan");
         p->limit.name = tg_conf_arena_printf(ld->a, "plan:%s", p->name);
         p->limit.by = TG_BY_CONSUMER;
     }
@@ -212,7 +239,7 @@ static bool parse_key(struct tg_conf_loader *ld, const struct tg_ynode *v, uint8
                        v->len);
         return false;
     }
-    tg_key_digest(v->str, v->len, out);
+    tg_sha256(v->str, v->len, out);
     return true;
 }
 
@@ -642,6 +669,26 @@ static void check_names(struct tg_conf_loader *ld, const struct tg_ynode *at,
     }
 }
 
+/* A route's cost against the plans its callers may have: those auth.plans names, or all. */
+static void check_route_cost_plans(struct tg_conf_loader *ld, const struct tg_route_conf *r,
+                                   const struct tg_ynode *at)
+{
+    const struct tg_config *cf = ld->cf;
+    const struct tg_str_list *only = r->auth != NULL ? &r->auth->plans : NULL;
+
+    for (size_t j = 0; j < cf->num_plans; j++) {
+        bool in = only == NULL || only->num == 0;
+        char what[96];
+
+        for (size_t i = 0; !in && i < only->num; i++)
+            in = strcmp(only->items[i], cf->plans[j].name) == 0;
+        if (!in)
+            continue;
+        snprintf(what, sizeof(what), "plan '%s'", cf->plans[j].name);
+        check_cost(ld, at, r->cost, &cf->plans[j].limit, what);
+    }
+}
+
 static void check_route(struct tg_conf_loader *ld, struct tg_route_conf *r,
                         const struct tg_ynode *node)
 {
@@ -676,8 +723,12 @@ static void check_route(struct tg_conf_loader *ld, struct tg_route_conf *r,
                 tg__conf_error_at(ld, l->pos.line, l->pos.col,
                                   "limits: plan needs auth on the route (or an anonymous plan): "
                                   "otherwise no caller has a plan");
+            if (r->cost != 0)
+                check_route_cost_plans(ld, r, tg_ynode_get(node, "cost"));
             continue;
         }
+        check_cost(ld, tg_ynode_get(node, "cost") ? tg_ynode_get(node, "cost") : node,
+                   r->cost != 0 ? r->cost : 1, l, "a limit of the route");
         if (l->by == 0xff)
             l->by = r->auth != NULL ? TG_BY_CONSUMER : TG_BY_CLIENT_IP;
         if (l->by == TG_BY_CONSUMER && r->auth == NULL)

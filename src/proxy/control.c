@@ -142,6 +142,7 @@ int tg_control_reload(struct tg_sbuf *reply)
     }
     tg_sbuf_add(&warnings, "]", 1);
     tg_log_set_level(cf->log_level);
+    tg_runtime_commit(rt);
     tg_worker_switch_all(rt, old, &plan);
     tg_instance.rt = rt;
     tg_runtime_drop(old);
@@ -268,6 +269,7 @@ int tg_control_run(const char *path, const char *version)
         return 1;
     }
     cf = tg_instance.rt->cf;
+    tg_runtime_commit(tg_instance.rt);
     tg__ctl.dns_wait_until = tg_loop_now(tg__ctl.loop) + cf->dns_timeout;
     tg_timer_arm(tg__ctl.loop, &tg__ctl.dns_wait, 0, tg__control_dns_wait);
     tg_loop_run(tg__ctl.loop);

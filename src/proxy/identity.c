@@ -16,6 +16,7 @@
 #include "auth/keys.h"
 #include "auth/keystore.h"
 #include "core/core.h"
+#include "core/sha256.h"
 #include "proxy/proxy.h"
 #include "ratelimit/ratelimit.h"
 
@@ -241,7 +242,7 @@ static bool tg__authenticate(struct tg_txn *t, const struct tg_route_captures *c
                             a->from[where].kind == TG_KEY_BEARER);
             return false;
         }
-        tg_key_digest(key.base, key.len, digest);
+        tg_sha256(key.base, key.len, digest);
         /* take the key out of what goes upstream and into the access log, valid or not */
         if (a->from[where].kind == TG_KEY_PATH && t->route->rewrite_path == NULL &&
             key.base >= t->scratch && key.base + key.len <= t->scratch + t->path_len)

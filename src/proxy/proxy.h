@@ -461,6 +461,9 @@ tg_msec_t tg_retry_backoff(struct tg_service *svc, uint32_t worker, unsigned att
 struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns,
                                   const struct tg_runtime *prev, size_t num_workers, char *err,
                                   size_t errlen);
+/* Points the process-wide identity state (key table, JWT keys, cluster sync) at rt's config;
+ * called once rt is certain to replace the current snapshot, before workers see it. */
+void tg_runtime_commit(struct tg_runtime *rt);
 struct tg_runtime *tg_runtime_take(struct tg_runtime *rt);
 void tg_runtime_drop(struct tg_runtime *rt);
 bool tg_runtime_trusted(const struct tg_runtime *rt, const struct sockaddr_in6 *peer);

@@ -70,8 +70,8 @@ static void tg__limit_ids(struct tg_limit_conf *l)
     l->name_hash = tg_rl_name_hash(l->name);
 }
 
-/* Limits, keys and JWT slots: the rate-limit table and the key refresher outlive snapshots. */
-static void tg__runtime_identity(struct tg_runtime *rt)
+/* Limit ids and the table they count in, which outlives snapshots. */
+static void tg__runtime_limits(struct tg_runtime *rt)
 {
     struct tg_config *cf = rt->cf;
 
@@ -82,8 +82,16 @@ static void tg__runtime_identity(struct tg_runtime *rt)
             if (!cf->routes[r].limits[i].plan)
                 tg__limit_ids(&cf->routes[r].limits[i]);
     rt->rl = tg_rl_global(cf->rl_max_keys);
-    tg_rl_sync_configure(rt->rl, cf->rl_store, cf->rl_sync, cf->rl_deny_on_error);
     rt->jwt_slots = tg_calloc(cf->num_routes + 1, sizeof(*rt->jwt_slots));
+}
+
+/* The process-wide parts (cluster sync, key table, JWT slots) follow rt only once rt is sure to
+ * go live: a reload that fails later must leave them as they were. */
+void tg_runtime_commit(struct tg_runtime *rt)
+{
+    struct tg_config *cf = rt->cf;
+
+    tg_rl_sync_configure(rt->rl, cf->rl_store, cf->rl_sync, cf->rl_deny_on_error);
     tg_identity_configure(cf, rt->jwt_slots);
 }
 
@@ -128,7 +136,7 @@ struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns,
     }
     if (tg_upstreams_init(&rt->up, cf, dns, prev ? &prev->up : NULL, num_workers, err, errlen) != 0)
         goto fail;
-    tg__runtime_identity(rt);
+    tg__runtime_limits(rt);
     return rt;
 
 fail:

@@ -46,9 +46,9 @@ struct tg_rl_verdict {
 struct tg_rl_table *tg_rl_table_new(uint64_t max_keys);
 void tg_rl_table_free(struct tg_rl_table *t);
 
-/* The counter id of a limit for one caller: a hash of the caller's key bytes (consumer name,
- * client address, header value, or nothing for by: route) seeded with the limit's name hash
- * (tg_rl_name_hash, kept in the limit's conf). The same on every instance. */
+/* The counter id of a limit for one caller: 64 bits of the SHA-256 of the limit's name hash
+ * (tg_rl_name_hash, kept in the limit's conf) and the caller's key bytes (consumer name, client
+ * address, header value, or nothing for by: route). The same on every instance. */
 uint64_t tg_rl_name_hash(const char *limit_name);
 uint64_t tg_rl_id(uint64_t name_hash, const void *key, size_t len);
 

@@ -14,6 +14,7 @@
 
 #include "core/core.h"
 #include "core/hash.h"
+#include "core/sha256.h"
 #include "ratelimit/ratelimit_internal.h"
 
 #define NIL UINT32_MAX
@@ -24,9 +25,16 @@ uint64_t tg_rl_name_hash(const char *limit_name)
     return tg_hash64(limit_name, strlen(limit_name), 0);
 }
 
+/* SHA-256, not a fast hash: callers choose the bytes of some keys (header values, IPv6
+ * addresses), and with a hash they could invert they could aim at another caller's counter. */
 uint64_t tg_rl_id(uint64_t name_hash, const void *key, size_t len)
 {
-    return tg_hash64(key, len, name_hash);
+    uint8_t d[32];
+    uint64_t id;
+
+    tg_sha256_pair(&name_hash, sizeof(name_hash), key, len, d);
+    memcpy(&id, d, sizeof(id));
+    return id;
 }
 
 struct tg_rl_table *tg_rl_table_new(uint64_t max_keys)

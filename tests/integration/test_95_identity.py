@@ -12,11 +12,13 @@ The JWT keys are made by the openssl CLI in the test's tmp dir and the tokens ar
 """
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
 import os
 import re
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -25,7 +27,7 @@ from collections import Counter, namedtuple
 
 import pytest
 
-from tglib import Client, build_request, is_json_error, run_cli, service
+from tglib import Client, build_request, is_json_error, run_cli, service, to_yaml
 from tglib import pg as pglib
 
 KEY = "acme-key-0123456789"  # consumer acme, plan pro
@@ -699,6 +701,30 @@ def test_key_store_second_key_for_a_consumer(tollgate, upstream, tmp_path):
     assert got == 200, got
     # the same consumer: its two units are spent (one by each key), so the limit refuses
     is_json_error(third, 429, "rate_limited")
+
+
+def test_failed_reload_keeps_the_running_keys(tollgate, upstream, tmp_path):
+    """A reload that parses but cannot be applied (a new listener on a port another socket
+    holds) must leave the key table alone: the old key keeps working, the new one does not."""
+    routes = [{"name": "rpc", "match": {"path": "/v1/{key}"}, "auth": api_key("path:key")}]
+    tg = gate(tollgate, upstream, routes, consumers=[{"name": "acme", "keys": [KEY]}])
+    assert call(tg, f"/v1/{KEY}").status == 200
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    held.listen(4)
+    try:
+        cfg = copy.deepcopy(tg.config)
+        cfg["consumers"] = [{"name": "newco", "keys": [OTHER_KEY]}]
+        cfg["listen"].append({"addr": f"127.0.0.1:{held.getsockname()[1]}"})
+        tg.write_config(to_yaml(cfg) + "\n")
+        r = tg.admin("/reload", method="POST")
+    finally:
+        held.close()
+    old, new = call(tg, f"/v1/{KEY}"), call(tg, f"/v1/{OTHER_KEY}")
+    report("failed reload", reload=r.status, old_key=old.status, new_key=new.status)
+    assert r.status == 400, r
+    assert old.status == 200, f"the running key stopped working after a failed reload: {old!r}"
+    is_json_error(new, 401, "invalid_key")
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ on the load. Each test is bounded (about 12 s of load per run) and prints its me
 """
 
 import copy
+import time
+from collections import Counter
 
 import pytest
 
@@ -252,3 +254,46 @@ def test_redis_killed_on_store_error_deny(tollgate, node, redis):
     assert int(probe.header("retry-after")) >= 1, probe
     assert first_back is not None and first_back - t_restart <= 5.0, first_back
     assert end - tail_from >= 1.0 and abs(tail_rate - RATE) <= 0.2 * RATE, tail_rate
+
+
+# -- 12. quotas outlive a restart ----------------------------------------------------------------
+
+
+def test_quota_persists_across_a_restart(tollgate, node, redis):
+    """A daily quota spent on one tollgate is still spent after that process is stopped and a new
+    one starts on the same Redis: the new process learns the count at its first sync, so it
+    admits only what arrives before then (here one request every 50 ms, sync 100 ms) and refuses
+    the rest of the day."""
+    quota = 20
+    r = redis()
+    top = {
+        "services": {"up": service(node.url)},
+        "routes": [{"name": "rpc", "match": {"path": "/v1/{key}"}, "service": "up",
+                    "auth": {"api_key": {"from": ["path:key"]}}, "limits": ["plan"]}],
+        "plans": {"daily": {"quota": f"{quota}/d"}},
+        "consumers": [{"name": "acme", "plan": "daily", "keys": [KEY]}],
+        "ratelimit": {"store": r.url, "sync": f"{int(SYNC_S * 1000)}ms"},
+    }
+    first = tollgate(**copy.deepcopy(top))
+    wait_until(lambda: gauge(first, "tollgate_ratelimit_store_up") == 1, 5, interval=0.05,
+               what="the first instance in sync with Redis")
+    spent = [call(first, f"/v1/{KEY}").status for _ in range(quota + 5)]
+    assert spent == [200] * quota + [429] * 5, spent
+    time.sleep(3 * SYNC_S)  # the last units reach Redis
+    first.stop()
+
+    second = tollgate(**copy.deepcopy(top))
+    wait_until(lambda: gauge(second, "tollgate_ratelimit_store_up") == 1, 5, interval=0.05,
+               what="the second instance in sync with Redis")
+    after = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 1.0:
+        after.append(call(second, f"/v1/{KEY}").status)
+        time.sleep(0.05)
+    admitted_after = after.count(200)
+    last = call(second, f"/v1/{KEY}")
+    report("quota across a restart", quota=quota, requests_after_restart=len(after),
+           admitted_after_restart=admitted_after, last=last.status)
+    assert set(after) <= {200, 429}, Counter(after)
+    assert admitted_after <= 3, f"{admitted_after} admitted after the restart (quota spent)"
+    is_json_error(last, 429, "quota_exceeded")

@@ -815,6 +815,38 @@ TEST(route_errors)
                   "t.yaml:3:9: routes: expected a list of routes like - name: api, got a mapping");
 }
 
+/* Identity: limits that could never admit anything, and references that go nowhere. */
+TEST(identity_errors)
+{
+    EXPECT_ERRORS(MIN_LISTEN SVC_S "plans:\n"
+                                   "  big: { rate: 10/s, burst: 5, cost: 6 }\n"
+                                   "  q: { quota: 3/d }\n"
+                                   "  none: { burst: 4 }\n"
+                                   "routes:\n"
+                                   "  - name: a\n"
+                                   "    service: s\n"
+                                   "    limits: [{ rate: 5/s, by: consumer }]\n"
+                                   "  - name: b\n"
+                                   "    service: s\n"
+                                   "    match: { path: /b }\n"
+                                   "    cost: 4\n"
+                                   "    auth: { api_key: { from: [header:x-key] }, plans: [q] }\n"
+                                   "    limits: [plan]\n"
+                                   "  - name: c\n"
+                                   "    service: s\n"
+                                   "    match: { path: /c }\n"
+                                   "    cost: 9\n"
+                                   "    limits: [{ rate: 100/s, burst: 8, by: client_ip }]\n",
+                  "t.yaml:4:8: cost: 6 units per request is more than the plan allows at once "
+                  "(burst 5), so every request would be refused",
+                  "t.yaml:6:9: a limit needs a rate, a quota or both",
+                  "t.yaml:10:14: limits: by: consumer needs auth on the route",
+                  "t.yaml:14:11: cost: 4 units per request is more than plan 'q' allows at once "
+                  "(quota 3), so every request would be refused",
+                  "t.yaml:20:11: cost: 9 units per request is more than a limit of the route "
+                  "allows at once (burst 8), so every request would be refused");
+}
+
 /* Pattern and template syntax is the router's; the loader must place its errors. */
 TEST(route_pattern_positions)
 {
@@ -976,6 +1008,7 @@ int main(void)
     RUN(listen_errors);
     RUN(service_errors);
     RUN(route_errors);
+    RUN(identity_errors);
     RUN(route_pattern_positions);
     RUN(many_errors);
     RUN(load_file);
