@@ -10,21 +10,17 @@ must not answer a request."""
 
 import json
 import os
-import shutil
 import ssl
-import subprocess
 import threading
 import time
-import urllib.request
 
 import pytest
 
 from tglib import Client, chunked_response, echo, response, service
+from tglib.anvil import Anvils
 from tglib.net import free_port, wait_until
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 ROUTES = [{"name": "all", "match": {"path": "/"}, "service": "backend"}]
-DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
 
 
 def logged(tg, text):
@@ -320,81 +316,12 @@ def test_probe_timeout_chunked_answer_and_node_removed_mid_probe(upstreams, toll
         assert r.status == 200 and r.json()["result"] == "0x2a", r
 
 
-class Anvil:
-    """One anvil process on a free port; blocks are mined on demand (anvil_mine)."""
-
-    def __init__(self, binary, tmpdir, name):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(os.path.join(tmpdir, f"{name}.log"), "wb")
-        self.proc = subprocess.Popen(
-            [binary, "--host", "127.0.0.1", "--port", str(self.port), "--no-mining",
-             "--accounts", "1", "--quiet"],
-            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def rpc(self, method, params=(), timeout=5):
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method,
-                           "params": list(params)}).encode()
-        req = urllib.request.Request(self.url, body, {"Content-Type": "application/json"})
-        with DIRECT.open(req, timeout=timeout) as r:
-            doc = json.loads(r.read())
-        assert "error" not in doc, doc
-        return doc["result"]
-
-    def head(self):
-        return int(self.rpc("eth_blockNumber"), 16)
-
-    def mine(self, n=1):
-        self.rpc("anvil_mine", [hex(n)])
-
-    def wait_ready(self, timeout=15):
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"anvil exited with {self.proc.returncode}")
-            try:
-                return self.head() >= 0
-            except OSError:
-                return False
-        wait_until(up, timeout, interval=0.05, what=f"anvil on port {self.port}")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.log.close()
-
-
-def anvil_binary():
-    script = os.path.join(ROOT, "scripts", "install-anvil")
-    tools = os.path.join(ROOT, "build", "tools", "node_modules", "@foundry-rs")
-    if shutil.which("npm") is None and not os.path.isdir(tools):
-        pytest.skip("npm is not installed: cannot install anvil (npm @foundry-rs/anvil-linux-amd64)")
-    r = subprocess.run([script], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, f"scripts/install-anvil failed:\n{r.stderr}"
-    return r.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture
 def anvils(tmp_path):
     """anvils(n) -> n started anvil nodes with a few blocks each, stopped by PID at the end."""
-    made = []
-
-    def make(n):
-        binary = anvil_binary()
-        nodes = [Anvil(binary, str(tmp_path), f"anvil{i}") for i in range(n)]
-        made.extend(nodes)
-        for a in nodes:
-            a.wait_ready()
-            a.mine(5)
-        return nodes
-
-    yield make
-    for a in made:
-        a.stop()
+    made = Anvils(str(tmp_path))
+    yield made
+    made.close()
 
 
 class Miner:
