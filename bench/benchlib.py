@@ -302,7 +302,7 @@ class Session:
 
 
 class ResponseReader:
-    """Incremental parser for responses to GET: Content-Length, chunked, or 204/304 bodies."""
+    """Incremental parser for responses (not to HEAD): Content-Length, chunked, or 204/304."""
 
     BODY_KEEP = 4096
 
@@ -392,22 +392,47 @@ class ResponseReader:
         self.buf = rest
 
 
+class Request:
+    """What a bench client sends: GET by default, or a POST with a body (the JSON-RPC targets)."""
+
+    def __init__(self, path="/", method="GET", body=b"", content_type=None):
+        self.path = path
+        self.method = method
+        self.body = body
+        self.content_type = content_type
+
+    def encode(self, port, close=False):
+        head = f"{self.method} {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        if close:
+            head += "Connection: close\r\n"
+        if self.content_type:
+            head += f"Content-Type: {self.content_type}\r\n"
+        if self.body or self.method not in ("GET", "HEAD"):
+            head += f"Content-Length: {len(self.body)}\r\n"
+        return (head + "\r\n").encode() + self.body
+
+
 def request_bytes(port, path="/", method="GET", close=False):
-    conn = "Connection: close\r\n" if close else ""
-    return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{conn}\r\n".encode()
+    return Request(path, method).encode(port, close)
 
 
-def http_get(port, path="/", timeout=2.0):
-    """One GET on a fresh connection; returns (status, body length) or raises OSError."""
+def http_request(port, req, timeout=2.0):
+    """One request on a fresh connection; returns (status, body length, first bytes of the body)
+    or raises OSError."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(request_bytes(port, path, close=True))
+        s.sendall(req.encode(port, close=True))
         rd = ResponseReader()
         while True:
             data = s.recv(65536)
             if not data:
                 raise OSError("connection closed before a full response")
             if rd.feed(data):
-                return rd.status, rd.body_len
+                return rd.status, rd.body_len, rd.body
+
+
+def http_get(port, path="/", timeout=2.0):
+    """One GET on a fresh connection; returns (status, body length) or raises OSError."""
+    return http_request(port, Request(path), timeout)[:2]
 
 
 def wait_http(proc, port, timeout=10.0, path="/"):
@@ -431,14 +456,15 @@ def wait_http(proc, port, timeout=10.0, path="/"):
                      f"({last})\n{proc.log_tail()}")
 
 
-def http_load(port, total, conns=8, timeout=120.0, path="/"):
-    """Sends exactly `total` keep-alive GETs over `conns` connections, one in flight on each.
+def http_load(port, total, conns=8, timeout=120.0, path="/", req=None):
+    """Sends exactly `total` keep-alive requests over `conns` connections, one in flight on each:
+    GETs of path, or req (a Request) when given.
 
     Returns the number of 200 responses. Used where a request count, not a duration, must
     bound the work (callgrind instruction counts).
     """
     sel = selectors.DefaultSelector()
-    req = request_bytes(port, path)
+    req = (req or Request(path)).encode(port)
     sent = ok = done = 0
     socks = []
     try:
@@ -509,14 +535,18 @@ def parse_wrk(out):
     return r
 
 
-def run_wrk(port, seconds, conns=64, threads=1, cpu=1, path="/", latency=True):
-    """Runs wrk pinned to cpu against 127.0.0.1:port for `seconds`; returns parse_wrk()."""
+def run_wrk(port, seconds, conns=64, threads=1, cpu=1, path="/", latency=True, script=None):
+    """Runs wrk pinned to cpu against 127.0.0.1:port for `seconds`; returns parse_wrk().
+
+    script: a wrk Lua script (wrk -s), e.g. bench/rpc.lua, which sets the method and body."""
     # wrk takes whole seconds only ("1.5s" is a usage error).
     seconds = max(1, int(seconds + 0.999))
     argv = ["taskset", "-c", str(cpu), "wrk", "-t", str(threads), "-c", str(conns),
             "-d", f"{seconds}s", "--timeout", "5s"]
     if latency:
         argv.append("--latency")
+    if script:
+        argv += ["-s", script]
     argv.append(f"http://127.0.0.1:{port}{path}")
     # wrk is the only child reaped during the run, so the children's rusage delta is its CPU.
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -23,6 +23,7 @@
 #include <sqlite3.h>
 
 #include "core/core.h"
+#include "core/hex.h"
 #include "core/sha256.h"
 
 #define TG__DIGEST_PREFIX     "sha256:"
@@ -36,16 +37,6 @@
  * reports its own (clearer) timeout first. */
 #define TG__PG_QUERY_MS (TG__PG_STATEMENT_MS + 1000)
 
-static int tg__hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c |= 0x20; /* ASCII letters to lowercase; digits were handled above */
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 int tg_key_parse_digest(const char *s, size_t len, uint8_t out[32])
 {
     if (len != TG__DIGEST_PREFIX_LEN + 64 ||
@@ -53,8 +44,8 @@ int tg_key_parse_digest(const char *s, size_t len, uint8_t out[32])
         return -1;
     s += TG__DIGEST_PREFIX_LEN;
     for (size_t i = 0; i < 32; i++) {
-        int hi = tg__hex_value((unsigned char)s[2 * i]);
-        int lo = tg__hex_value((unsigned char)s[2 * i + 1]);
+        int hi = tg_hex_digit((unsigned char)s[2 * i]);
+        int lo = tg_hex_digit((unsigned char)s[2 * i + 1]);
 
         if (hi < 0 || lo < 0)
             return -1;

@@ -570,6 +570,7 @@ struct tg_config *tg_config_load_mem(const char *name, const char *text, size_t 
             tg__conf_check_top(&ld);
             tg__conf_check_routes(&ld);
             tg__conf_check_identity(&ld);
+            tg__conf_check_jsonrpc(&ld);
         }
     }
     free(ld.route_aux);

@@ -100,6 +100,51 @@ struct tg_retry_conf {
 
 enum tg_hash_on { TG_HASH_CLIENT_IP, TG_HASH_PATH, TG_HASH_HEADER };
 
+/* A string list from the config (allow lists, networks, method patterns). */
+struct tg_str_list {
+    const char **items;
+    size_t num;
+};
+
+/* JSON-RPC method patterns ('*' matches any run of characters): a method must match allow (when
+ * not empty) and must not match deny. */
+struct tg_method_policy {
+    struct tg_str_list allow, deny;
+};
+
+/* Compute units of the methods matching pattern. */
+struct tg_rpc_weight {
+    const char *pattern;
+    uint32_t units;
+};
+
+/* A kind: jsonrpc service's jsonrpc section. */
+struct tg_rpc_service_conf {
+    struct tg_rpc_weight *weights; /* weights, in order; the first match wins */
+    size_t num_weights;
+    uint32_t default_weight; /* weights.default, 1 */
+};
+
+/* jsonrpc.routes of a route: these methods go to another service. */
+struct tg_rpc_rule {
+    struct tg_str_list methods;
+    const char *service;
+    struct tg_service_conf *svc;
+    struct tg_conf_pos pos;
+};
+
+#define TG_RPC_MAX_RULES 7 /* jsonrpc.routes entries per route */
+
+/* A route's jsonrpc section; every route to a kind: jsonrpc service has one. */
+struct tg_rpc_route_conf {
+    uint64_t max_body;     /* jsonrpc.max_body, 1mb */
+    uint64_t max_response; /* jsonrpc.max_response, 32mb: a node's reply is read whole */
+    uint32_t max_batch;    /* jsonrpc.max_batch, 100 */
+    struct tg_method_policy methods;
+    struct tg_rpc_rule *routes;
+    size_t num_routes;
+};
+
 enum tg_service_kind { TG_SERVICE_HTTP, TG_SERVICE_JSONRPC };
 enum tg_balance {
     TG_BALANCE_P2C_EWMA,
@@ -129,6 +174,7 @@ struct tg_service_conf {
     uint8_t hash_on;              /* hash.on (consistent_hash): enum tg_hash_on, client_ip */
     const char *hash_header;      /* hash.on: header:NAME */
     double hash_load_factor;      /* hash.load_factor, 1.25: bound of a node's share of in-flight */
+    struct tg_rpc_service_conf rpc; /* jsonrpc: (kind: jsonrpc) */
     struct tg_conf_pos pos;
 };
 
@@ -149,8 +195,9 @@ struct tg_route_conf {
     struct tg_auth_conf *auth; /* NULL = open route */
     struct tg_limit_conf *limits; /* checked in order; all must admit */
     size_t num_limits;
-    uint32_t cost; /* units per request, 0 = the plan's cost (default 1) */
-    uint32_t id;   /* index in cf->routes */
+    uint32_t cost;                 /* units per request, 0 = the plan's cost (default 1) */
+    struct tg_rpc_route_conf *rpc; /* set when the service is kind: jsonrpc */
+    uint32_t id;                   /* index in cf->routes */
     struct tg_conf_pos pos;
 };
 
@@ -178,7 +225,8 @@ struct tg_limit_conf {
 
 struct tg_plan_conf {
     const char *name;
-    struct tg_limit_conf limit; /* rate, burst, quota, cost; by consumer */
+    struct tg_limit_conf limit;      /* rate, burst, quota, cost; by consumer */
+    struct tg_method_policy methods; /* JSON-RPC methods callers on this plan may use */
 };
 
 struct tg_consumer_conf {
@@ -209,12 +257,9 @@ struct tg_jwt_conf {
 struct tg_auth_conf {
     struct tg_key_source *from; /* api_key.from; num_from 0 = no API keys */
     size_t num_from;
-    struct tg_jwt_conf *jwt; /* NULL = no JWT */
-    struct tg_str_list {
-        const char **items;
-        size_t num;
-    } consumers, plans; /* allow lists: others get 403; empty = any */
-    bool optional;      /* no credential: anonymous (when configured) instead of 401 */
+    struct tg_jwt_conf *jwt;             /* NULL = no JWT */
+    struct tg_str_list consumers, plans; /* allow lists: others get 403; empty = any */
+    bool optional; /* no credential: anonymous (when configured) instead of 401 */
 };
 
 struct tg_limits_conf {

@@ -151,6 +151,12 @@ extern const struct tg_conf_section tg__conf_ratelimit_section;
 void tg__conf_route_auth(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
 void tg__conf_route_limits(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
 void tg__conf_check_identity(struct tg_conf_loader *ld);
+/* jsonrpc.c: service and route jsonrpc sections, plan methods */
+void tg__conf_service_jsonrpc(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
+void tg__conf_service_jsonrpc_defaults(struct tg_conf_loader *ld, struct tg_service_conf *svc);
+void tg__conf_route_jsonrpc(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
+void tg__conf_plan_methods(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
+void tg__conf_check_jsonrpc(struct tg_conf_loader *ld);
 void tg__conf_resilience_check(struct tg_conf_loader *ld, const struct tg_ynode *v,
                                struct tg_service_conf *svc);
 

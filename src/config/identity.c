@@ -128,6 +128,7 @@ static const struct tg_conf_key plan_keys[] = {
      .min = 1,
      .max = 1000000,
      .why_min = "a request would cost nothing"},
+    {.name = "methods", .type = TG_CT_CUSTOM, .parse = tg__conf_plan_methods},
 };
 static const struct tg_conf_section plan_section = TG_CONF_SECTION("plan", plan_keys);
 

@@ -140,6 +140,7 @@ static const struct tg_conf_key route_keys[] = {
      .min = 1,
      .max = 1000000,
      .why_min = "leave cost out to use the plan's (1 by default)"},
+    {.name = "jsonrpc", .type = TG_CT_CUSTOM, .parse = tg__conf_route_jsonrpc},
     {.name = "cache", .type = TG_CT_LATER, .later = "response caching"},
     {.name = "queue", .type = TG_CT_LATER, .later = "durable request queues"},
     {.name = "analytics", .type = TG_CT_LATER, .later = "usage analytics"},

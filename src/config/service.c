@@ -360,6 +360,7 @@ static const struct tg_conf_key service_keys[] = {
     {.name = "retry", .type = TG_CT_SECTION, .offset = SVC(retry), .sub = &tg__conf_retry_section},
     {.name = "hash", .type = TG_CT_SECTION, .sub = &tg__conf_hash_section},
     {.name = "concurrency", .type = TG_CT_SECTION, .sub = &tg__conf_concurrency_section},
+    {.name = "jsonrpc", .type = TG_CT_CUSTOM, .parse = tg__conf_service_jsonrpc},
 };
 static const struct tg_conf_section service_section = TG_CONF_SECTION("a service", service_keys);
 
@@ -407,9 +408,13 @@ void tg__conf_services(struct tg_conf_loader *ld, const struct tg_ynode *v, void
         tg__conf_check_name(ld, c->key, "a service");
         tg__conf_defaults(ld, &service_section, svc);
         tg__conf_resilience_defaults(svc);
+        tg__conf_service_jsonrpc_defaults(ld, svc);
         if (!tg__conf_section(ld, &service_section, c, svc))
             continue;
         tg__conf_resilience_check(ld, c, svc);
+        if (tg_ynode_get(c, "jsonrpc") != NULL && svc->kind != TG_SERVICE_JSONRPC)
+            tg__conf_error(ld, tg_ynode_get(c, "jsonrpc"),
+                           "jsonrpc: service '%s' is not kind: jsonrpc", svc->name);
         if (tls == NULL)
             continue;
         for (size_t k = 0; k < svc->num_nodes; k++)

@@ -9,6 +9,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The value of hex digit c (either case), or -1. */
+static inline int tg_hex_digit(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 /* Eight hex digits of x, most significant first, as the eight bytes of the result in memory
  * order (little-endian). */
 static inline uint64_t tg__hex32_word(uint32_t x)

@@ -52,4 +52,17 @@ extern const char tg_digits2[201];
 /* Writes v in decimal at o (at most 20 bytes, no NUL); returns the end. */
 char *tg_put_u64(char *o, uint64_t v);
 
+/* Appends n bytes of src at p, jumping to the caller's `overflow` label when they would pass
+ * end (composition of heads into fixed scratch space). */
+#define TG_PUT(p, end, src, n)                                                                     \
+    do {                                                                                           \
+        size_t n_ = (n);                                                                           \
+        if ((size_t)((end) - (p)) < n_)                                                            \
+            goto overflow;                                                                         \
+        if (n_ != 0)                                                                               \
+            memcpy((p), (src), n_);                                                                \
+        (p) += n_;                                                                                 \
+    } while (0)
+#define TG_PUTS(p, end, lit) TG_PUT(p, end, lit, sizeof(lit) - 1)
+
 #endif

@@ -327,7 +327,8 @@ static void tg__admission(struct tg_sbuf *out, struct tg_metrics *const *ms, siz
 
 static void tg__retries(struct tg_sbuf *out)
 {
-    static const char *const reasons[] = {"connect_failure", "reset", "timeout", "status"};
+    static const char *const reasons[] = {"connect_failure", "reset", "timeout", "status",
+                                          "jsonrpc_error"};
     static const char *const hedge_outcomes[] = {"won", "lost", "failed", "skipped"};
 
     tg__family(out, "tollgate_upstream_retries_total", "counter",

@@ -6,22 +6,32 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/str.h"
 #include "proxy/proxy.h"
 
 size_t tg_error_format(char *out, size_t cap, struct tg_worker *w, int status, const char *code,
                        const char *message, const char *rid, size_t rid_len, bool close,
-                       unsigned retry_after, const char *extra)
+                       unsigned retry_after, const char *extra, const char *rpc_id,
+                       size_t rpc_id_len)
 {
     char ra[32] = "";
-    char body[384];
+    char body[512];
     size_t date_len;
     const char *date = tg_worker_date(w, &date_len);
     int blen, hlen;
 
-    blen = snprintf(body, sizeof(body),
-                    "{\"error\":{\"status\":%d,\"code\":\"%s\",\"message\":\"%s\","
-                    "\"request_id\":\"%.*s\"}}\n",
-                    status, code, message, (int)rid_len, rid ? rid : "");
+    if (rpc_id != NULL) /* a JSON-RPC route: a JSON-RPC error object, the details in data */
+        blen = snprintf(body, sizeof(body),
+                        "{\"jsonrpc\":\"2.0\",\"id\":%.*s,\"error\":{\"code\":%d,"
+                        "\"message\":\"%s\",\"data\":{\"status\":%d,\"code\":\"%s\","
+                        "\"request_id\":\"%.*s\"}}}\n",
+                        (int)TG_MIN(rpc_id_len, 128), rpc_id, tg_rpc_status_code(status), message,
+                        status, code, (int)rid_len, rid ? rid : "");
+    else
+        blen = snprintf(body, sizeof(body),
+                        "{\"error\":{\"status\":%d,\"code\":\"%s\",\"message\":\"%s\","
+                        "\"request_id\":\"%.*s\"}}\n",
+                        status, code, message, (int)rid_len, rid ? rid : "");
     if (blen < 0 || (size_t)blen >= sizeof(body))
         blen = (int)sizeof(body) - 1;
     if (retry_after != 0)
@@ -48,7 +58,8 @@ void tg_txn_respond(struct tg_txn *t, int status, const char *code, const char *
 {
     struct tg_conn *c = t->conn;
     char *out = t->scratch + t->scratch_cap / 2;
-    size_t n;
+    const char *rpc_id = NULL;
+    size_t n, rpc_id_len = 0;
 
     if (t->res_state != TG_RES_WAIT || t->local_reply) {
         tg_conn_abort(c);
@@ -67,8 +78,11 @@ void tg_txn_respond(struct tg_txn *t, int status, const char *code, const char *
         c->close_after = true;
     if (t->request_id_len == 0)
         tg_worker_request_id(c->worker, t->request_id, &t->request_id_len);
+    if (t->route != NULL && t->route->rpc != NULL)
+        rpc_id = tg_rpc_request_id(t, &rpc_id_len);
     n = tg_error_format(out, t->scratch_cap - t->scratch_cap / 2, c->worker, status, code, message,
-                        t->request_id, t->request_id_len, c->close_after, retry_after, extra);
+                        t->request_id, t->request_id_len, c->close_after, retry_after, extra,
+                        rpc_id, rpc_id_len);
     t->status = status;
     t->started = true; /* refused before routing (limits, bad requests): still a request */
     t->local_reply = true;
@@ -93,4 +107,69 @@ void tg_txn_respond_busy(struct tg_txn *t, const char *code, const char *message
                          unsigned retry_after)
 {
     tg_txn_respond(t, 503, code, message, retry_after, NULL);
+}
+
+void tg_txn_reply(struct tg_txn *t, int status, const char *body, size_t len)
+{
+    struct tg_conn *c = t->conn;
+    char *start = t->scratch + t->scratch_cap / 2;
+    char *end = t->scratch + t->scratch_cap;
+    char *p = start;
+    size_t date_len;
+    const char *date = tg_worker_date(c->worker, &date_len);
+    char code[4] = {(char)('0' + status / 100), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), ' '};
+    const char *reason = tg_http_status_text(status);
+
+    if (t->res_state != TG_RES_WAIT || t->local_reply) {
+        tg_conn_abort(c);
+        return;
+    }
+    if (t->up != NULL) {
+        tg_upconn_close(t->up);
+        t->up = NULL;
+    }
+    if (!t->req.keep_alive || c->worker->draining || t->req_state != TG_REQ_DONE)
+        c->close_after = true;
+    TG_PUTS(p, end, "HTTP/1.1 ");
+    TG_PUT(p, end, code, 4);
+    TG_PUT(p, end, reason, strlen(reason));
+    TG_PUTS(p, end, "\r\n");
+    TG_PUT(p, end, date, date_len);
+    TG_PUTS(p, end, "Content-Type: application/json\r\nContent-Length: ");
+    if (end - p < 24)
+        goto overflow;
+    p = tg_put_u64(p, len);
+    TG_PUTS(p, end, "\r\nX-Request-Id: ");
+    TG_PUT(p, end, t->request_id, t->request_id_len);
+    TG_PUTS(p, end, "\r\n");
+    if (t->rl_set) {
+        size_t n = tg_txn_ratelimit_headers(t, p, (size_t)(end - p));
+
+        if (n == 0)
+            goto overflow;
+        p += n;
+    }
+    if (c->close_after)
+        TG_PUTS(p, end, "Connection: close\r\n");
+    else if (t->req.minor_version == 0)
+        TG_PUTS(p, end, "Connection: keep-alive\r\n");
+    TG_PUTS(p, end, "\r\n");
+    t->status = status;
+    t->local_reply = true;
+    t->res_state = TG_RES_BODY;
+    t->res_end = true;
+    t->res_out.iov[0] = (struct iovec){start, (size_t)(p - start)};
+    t->res_out.cnt = 1;
+    if (len > 0 && !t->head_request)
+        t->res_out.iov[t->res_out.cnt++] = (struct iovec){(void *)body, len};
+    t->res_out.off = 0;
+    t->res_body_out = 0;
+    c->phase = TG_CONN_TXN;
+    c->worker->stats.responses_by_class[status / 100]++;
+    tg_txn_flush(t);
+    return;
+
+overflow:
+    tg_txn_respond_error(t, 500, "internal_error", "the reply head does not fit");
 }

@@ -17,6 +17,7 @@
 
 #include "core/core.h"
 #include "core/hash.h"
+#include "core/str.h"
 #include "obs/trace.h"
 #include "proxy/proxy.h"
 
@@ -89,6 +90,8 @@ void tg_txn_free(struct tg_txn *t)
         tg_admission_leave(t);
     if (t->started)
         tg_txn_record(t);
+    if (t->rpc != NULL)
+        tg_rpc_txn_free(t);
     tg_worker_runtime_done(w, t->rt);
     t->next_free = w->free_txns;
     w->free_txns = t;
@@ -137,6 +140,7 @@ static void tg__iov_headers(struct tg_iovq *q, const struct tg_http_header *h, s
 struct tg__req_skip {
     bool trusted;
     bool drop_trace;
+    bool length; /* the body is composed here: its Content-Length is ours */
     const struct tg_http_header *credential; /* the API key or token header: never forwarded */
 };
 
@@ -158,6 +162,8 @@ static bool tg__req_skip(const struct tg_http_header *h, void *arg)
     case TG_HDR_TRACEPARENT:
     case TG_HDR_TRACESTATE:
         return s->drop_trace;
+    case TG_HDR_CONTENT_LENGTH:
+        return s->length;
     default:
         return false;
     }
@@ -167,18 +173,6 @@ static bool tg__res_skip(const struct tg_http_header *h, void *arg)
 {
     return (h->flags & TG_HDR_F_HOP) || h->id == TG_HDR_X_REQUEST_ID;
 }
-
-/* Appends src to the composition area, failing when it does not fit. */
-#define TG_PUT(p, end, src, n)                                                                     \
-    do {                                                                                           \
-        size_t n_ = (n);                                                                           \
-        if ((size_t)((end) - (p)) < n_)                                                            \
-            goto overflow;                                                                         \
-        if (n_ != 0)                                                                               \
-            memcpy((p), (src), n_);                                                                \
-        (p) += n_;                                                                                 \
-    } while (0)
-#define TG_PUTS(p, end, lit) TG_PUT(p, end, lit, sizeof(lit) - 1)
 
 /* A target or header value produced by a rewrite is checked again before it is sent (§9.9). */
 static bool tg__valid_field(const char *p, size_t n, bool target)
@@ -209,10 +203,11 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     char *end = t->scratch + t->scratch_cap / 2;
     char *p = start, *host_at;
     const char *head = c->in->base + c->in->start;
-    struct tg__req_skip skip = {.trusted = tg_runtime_trusted(rt, &c->peer),
-                                .drop_trace = t->trace_drop,
-                                .credential =
-                                    t->cred_header ? &t->req.headers[t->cred_header - 1] : NULL};
+    struct tg__req_skip skip = {
+        .trusted = tg_runtime_trusted(rt, &c->peer),
+        .drop_trace = t->trace_drop,
+        .length = t->rpc != NULL && tg_rpc_body(t).base != c->in->base + c->in->start + t->head_len,
+        .credential = t->cred_header ? &t->req.headers[t->cred_header - 1] : NULL};
     const char *peer;
     ssize_t n;
 
@@ -291,6 +286,15 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     }
     if (t->req.body_kind == TG_BODY_CHUNKED)
         TG_PUTS(p, end, "\r\nTransfer-Encoding: chunked");
+    if (skip.length) {
+        char *q;
+
+        TG_PUTS(p, end, "\r\nContent-Length: ");
+        if (end - p < 20)
+            goto overflow;
+        q = tg_put_u64(p, tg_rpc_body(t).len);
+        p = q;
+    }
     TG_PUTS(p, end, "\r\n\r\n");
     t->req_out.iov[t->req_out.cnt++] = (struct iovec){start, (size_t)(p - start)};
     return 0;
@@ -364,7 +368,7 @@ static bool tg__txn_stale_retry(struct tg_txn *t)
     int err = 0;
 
     if (u == NULL || !u->reused || t->retried || !t->replay ||
-        !(tg_method_idempotent(t->req.method_id) || t->route->idempotent) ||
+        !(tg_method_idempotent(t->req.method_id) || t->route->idempotent || t->rpc_idempotent) ||
         t->res_state != TG_RES_WAIT || (u->in != NULL && tg_buf_len(u->in) > 0))
         return false;
     tg_upconn_close(u);
@@ -601,6 +605,88 @@ overflow:
     return -1;
 }
 
+/* Hands the node connection back after a complete exchange (closed when it cannot be reused). */
+static void tg__txn_release_up(struct tg_txn *t)
+{
+    struct tg_upconn *u = t->up;
+    bool reusable;
+
+    if (u == NULL)
+        return;
+    reusable = t->up_reusable && !t->res_close && t->req_state == TG_REQ_DONE &&
+               (u->in == NULL || tg_buf_len(u->in) == 0);
+    t->up = NULL;
+    tg_upconn_release(u, reusable);
+}
+
+/* A JSON-RPC reply is whole: accepted, or a node that could not answer (another one is asked
+ * when the retry policy allows; else the client gets the reply as it is). */
+static void tg__txn_collected(struct tg_txn *t)
+{
+    const char *why = NULL;
+    bool ok;
+
+    t->up_end_us = tg_loop_now_us(t->conn->worker->loop);
+    ok = tg_rpc_reply_ok(t, &why);
+    tg__txn_release_up(t);
+    if (!ok) {
+        /* the attempt is over: until the next one answers, there is no reply to pass on */
+        t->res_end = t->res_collect = false;
+        if (tg__txn_retry_elsewhere(t, TG_FAIL_RPC, t->up_status, why))
+            return;
+        tg__txn_attempt_failed(t, TG_FAIL_RPC, t->up_status, why);
+    }
+    tg_rpc_group_done(t); /* an answered attempt is accounted when the next group starts, or by
+                             tg_txn_record() for the last one */
+}
+
+/* Moves the reply body bytes in up->in into the JSON-RPC reply. */
+static void tg__txn_collect(struct tg_txn *t)
+{
+    struct tg_buf *in = t->up->in;
+    size_t consumed;
+    ssize_t take = tg__res_body_take(t, in->base + in->start, tg_buf_len(in), &consumed);
+
+    if (take < 0) {
+        tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
+                              "invalid upstream response framing");
+        return;
+    }
+    if (take > 0 && tg_rpc_collect(t, in->base + in->start, (size_t)take) != 0) {
+        tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "response_too_large",
+                              "the node's reply exceeds the route's jsonrpc.max_response");
+        return;
+    }
+    in->start += consumed;
+    if (tg_buf_len(in) == 0)
+        in->start = in->end = 0;
+    if (t->res_end)
+        tg__txn_collected(t);
+}
+
+static void tg__txn_collect_head(struct tg_txn *t, size_t head_len)
+{
+    tg_rpc_collect_reset(t);
+    t->res_collect = true;
+    t->up_status = t->res.status;
+    switch (t->res.body_kind) {
+    case TG_BODY_LENGTH:
+        t->res_remaining = t->res.content_length;
+        break;
+    case TG_BODY_CHUNKED:
+        tg_h1_chunked_init(&t->res_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
+        t->res_decode = true; /* decoded in place as it comes */
+        break;
+    case TG_BODY_CLOSE:
+        t->res_close = true;
+        break;
+    default:
+        break;
+    }
+    t->up->in->start += head_len;
+    tg__txn_collect(t);
+}
+
 /* The response head is complete in up->in: decide the framing towards the client. */
 static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
 {
@@ -617,6 +703,10 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
         return; /* the node's answer is dropped; another node gets the request */
     if (!t->res.keep_alive)
         t->up_reusable = false;
+    if (t->rpc != NULL) {
+        tg__txn_collect_head(t, head_len);
+        return;
+    }
     switch (t->res.body_kind) {
     case TG_BODY_LENGTH:
         t->res_remaining = t->res.content_length;
@@ -716,7 +806,11 @@ static bool tg__txn_recv(struct tg_txn *t)
     if (n == TG_AGAIN)
         return false;
     if (n <= 0) {
-        if (t->res_state == TG_RES_WAIT)
+        if (t->res_collect && t->res_close && n == 0) {
+            t->res_end = true;
+            t->up_reusable = false;
+            tg__txn_collected(t);
+        } else if (t->res_state == TG_RES_WAIT)
             tg_txn_upstream_error(t, TG_FAIL_RESET, 502, "upstream_closed",
                                   "the upstream closed the connection before answering");
         else if (t->res_close && n == 0) {
@@ -729,6 +823,10 @@ static bool tg__txn_recv(struct tg_txn *t)
     }
     in->end += (size_t)n;
     tg_upconn_arm(u, t->svc->conf->response_timeout);
+    if (t->res_collect) {
+        tg__txn_collect(t);
+        return true;
+    }
     if (t->res_state == TG_RES_WAIT) {
         tg__txn_parse_head(t);
         return true;
@@ -754,14 +852,7 @@ static bool tg__txn_recv(struct tg_txn *t)
 /* The response is completely written: hand the node connection back and finish. */
 static void tg__txn_finish(struct tg_txn *t)
 {
-    struct tg_upconn *u = t->up;
-
-    if (u != NULL) {
-        bool reusable = t->up_reusable && !t->res_close && t->req_state == TG_REQ_DONE &&
-                        (u->in == NULL || tg_buf_len(u->in) == 0);
-        t->up = NULL;
-        tg_upconn_release(u, reusable);
-    }
+    tg__txn_release_up(t);
     tg_timer_disarm(&t->conn->timer);
     tg_conn_txn_done(t->conn);
 }
@@ -948,6 +1039,15 @@ static int tg__txn_continue(struct tg_txn *t)
 
 static void tg__txn_attempt(struct tg_txn *t, const struct tg_route_captures *caps);
 
+/* The body is whole in conn->in (or there is none): JSON-RPC routes look at it first. */
+static void tg__txn_body_ready(struct tg_txn *t, const struct tg_route_captures *caps)
+{
+    if (t->route->rpc != NULL)
+        tg_rpc_begin(t);
+    else
+        tg__txn_attempt(t, caps);
+}
+
 /* Reads the rest of a body kept for replay into conn->in, then starts the first attempt. */
 static void tg__txn_buffer_body(struct tg_txn *t)
 {
@@ -972,7 +1072,7 @@ static void tg__txn_buffer_body(struct tg_txn *t)
     t->buffering = false;
     t->req_state = TG_REQ_DONE; /* all of it is here: an answer now keeps the connection */
     tg_timer_disarm(&c->timer);
-    tg__txn_attempt(t, NULL);
+    tg__txn_body_ready(t, NULL);
 }
 
 /* Adds the body bytes already buffered to the request head's writev. Returns -1 when the
@@ -984,7 +1084,12 @@ static int tg__txn_body_iov(struct tg_txn *t)
     size_t avail = tg_buf_len(in) - t->head_len;
     ssize_t take;
 
-    if (t->keep_in != 0) {
+    if (t->rpc != NULL) {
+        struct tg_str b = tg_rpc_body(t); /* the client's, or composed for a group of calls */
+
+        body = b.base;
+        take = (ssize_t)b.len;
+    } else if (t->keep_in != 0) {
         take = (ssize_t)t->req.content_length; /* held whole */
     } else {
         if (t->req.body_kind == TG_BODY_CHUNKED) {
@@ -1038,6 +1143,7 @@ static void tg__txn_attempt(struct tg_txn *t, const struct tg_route_captures *ca
     t->up_reusable = true;
     t->res_out.off = t->res_out.cnt = 0;
     t->res_body_out = 0;
+    t->res_end = t->res_collect = t->res_decode = t->res_close = false;
     if (caps == NULL) {
         /* a later attempt: the captures of the route match are needed again for rewrites */
         tg_router_match(t->rt->router, t->req.host, path, t->req.method_id, &again);
@@ -1090,6 +1196,42 @@ int tg_txn_compose_for(struct tg_txn *t, struct tg_node *n, struct iovec **iov, 
     return rc;
 }
 
+void tg_txn_attempt_done(struct tg_txn *t)
+{
+    struct tg_worker *w = t->conn->worker;
+    uint64_t now = tg_loop_now_us(w->loop);
+    struct tg_node_worker *nw;
+    uint64_t up;
+
+    if (t->up_start_us == 0)
+        return;
+    nw = &t->node->w[w->id];
+    if (t->up_end_us == 0)
+        t->up_end_us = now;
+    up = t->up_end_us - t->up_start_us;
+    tg_metrics_upstream(&w->metrics, t->node->label, t->node->svc_label, (unsigned)t->up_status,
+                        up);
+    nw->in_flight--;
+    nw->requests++;
+    /* a node that answered is judged by its status; one that had not answered yet when the
+     * client left is not judged at all. Judged first: a passed trial makes the node usable
+     * again, so its latency below starts a new estimate instead of moving its penalty. */
+    if (t->up_status != 0) {
+        bool ok = !tg_status_in(&t->svc->conf->health.statuses, t->up_status);
+
+        if (ok) {
+            tg_node_report_ok(t->svc, t->node, t->trial, now);
+        } else {
+            tg_node_set_error(t->node, "answered %d", t->up_status);
+            tg_node_report(t->svc, t->node, false, t->trial, now, NULL);
+        }
+    }
+    if (t->up_status == 0 || t->up_status >= 500)
+        nw->errors++;
+    else
+        tg_node_ewma_add(t->node, nw, up, now);
+}
+
 void tg_txn_head_arrived(struct tg_txn *t)
 {
     struct tg_conn *c = t->conn;
@@ -1112,7 +1254,9 @@ static void tg__txn_attempt_failed(struct tg_txn *t, enum tg_fail why, int statu
 {
     struct tg_worker *w = t->conn->worker;
     uint64_t now = tg_loop_now_us(w->loop);
-    bool node_ok = why == TG_FAIL_STATUS && !tg_status_in(&t->svc->conf->health.statuses, status);
+    bool node_ok =
+        (why == TG_FAIL_STATUS && !tg_status_in(&t->svc->conf->health.statuses, status)) ||
+        (why == TG_FAIL_RPC && t->rpc_no_blame);
 
     if (t->up != NULL) {
         tg_upconn_close(t->up);
@@ -1124,7 +1268,8 @@ static void tg__txn_attempt_failed(struct tg_txn *t, enum tg_fail why, int statu
         struct tg_node_worker *nw = &t->node->w[w->id];
 
         tg_metrics_upstream(&w->metrics, t->node->label, t->node->svc_label,
-                            why == TG_FAIL_STATUS ? (unsigned)status : 0, now - t->up_start_us);
+                            why == TG_FAIL_STATUS || why == TG_FAIL_RPC ? (unsigned)status : 0,
+                            now - t->up_start_us);
         nw->in_flight--;
         nw->requests++;
         if (!node_ok) {
@@ -1204,34 +1349,78 @@ static void tg__txn_trace_header(struct tg_txn *t, const struct tg_http_header *
     t->has_trace = true;
 }
 
+/* Holds the whole body in conn->in before the first attempt: read at once when it is all
+ * there, else read by tg__txn_buffer_body(). */
+static void tg__txn_hold_body(struct tg_txn *t, const struct tg_route_captures *caps)
+{
+    struct tg_conn *c = t->conn;
+
+    t->replay = true;
+    t->keep_in = t->head_len + t->req.content_length;
+    if (tg_buf_len(c->in) >= t->keep_in) {
+        t->req_state = TG_REQ_DONE;
+        tg__txn_body_ready(t, caps);
+        return;
+    }
+    tg__txn_hold_room(t);
+    t->buffering = true;
+    t->req_state = TG_REQ_BODY;
+    if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len && tg__txn_continue(t) != 0)
+        return;
+    tg_conn_arm(c, t->rt->cf->limits.body_timeout);
+    tg__txn_buffer_body(t);
+}
+
+/* A JSON-RPC route reads a POST body whole, up to jsonrpc.max_body. */
+static void tg__txn_rpc_proceed(struct tg_txn *t)
+{
+    if (t->req.method_id != TG_METHOD_POST)
+        tg_txn_respond_error(t, 405, "method_not_allowed", "JSON-RPC calls are POST requests");
+    else if (t->req.body_kind != TG_BODY_LENGTH)
+        tg_txn_respond_error(t, 411, "length_required",
+                             "send the JSON-RPC body with a Content-Length");
+    else if (t->req.content_length > t->route->rpc->max_body)
+        tg_txn_respond_error(t, 413, "body_too_large",
+                             "the JSON-RPC body exceeds the route's jsonrpc.max_body");
+    else
+        tg__txn_hold_body(t, NULL);
+}
+
 /* An admitted request: a body small enough to replay is read whole first, then the first
  * attempt. caps are the route's captures, NULL to match again (a request resumed later). */
 static void tg__txn_proceed(struct tg_txn *t, const struct tg_route_captures *caps)
 {
-    struct tg_conn *c = t->conn;
-
+    if (t->route->rpc != NULL) {
+        tg__txn_rpc_proceed(t);
+        return;
+    }
     if (t->req.body_kind == TG_BODY_NONE) {
         t->replay = true;
     } else if (t->req.body_kind == TG_BODY_LENGTH && t->svc->conf->retry.attempts > 1 &&
                t->req.content_length <= t->svc->conf->retry.buffer) {
         /* small enough to keep for a retry: read it whole before the first attempt */
-        t->replay = true;
-        t->keep_in = t->head_len + t->req.content_length;
-        if (tg_buf_len(c->in) >= t->keep_in) {
-            t->req_state = TG_REQ_DONE;
-        } else {
-            tg__txn_hold_room(t);
-            t->buffering = true;
-            t->req_state = TG_REQ_BODY;
-            if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len &&
-                tg__txn_continue(t) != 0)
-                return;
-            tg_conn_arm(c, t->rt->cf->limits.body_timeout);
-            tg__txn_buffer_body(t);
-            return;
-        }
+        tg__txn_hold_body(t, caps);
+        return;
     }
     tg__txn_attempt(t, caps);
+}
+
+void tg_txn_attempt_on(struct tg_txn *t, struct tg_service *svc)
+{
+    t->svc = svc;
+    t->member = -1;
+    t->attempts = 0;
+    t->retried = false;
+    t->res_state = TG_RES_WAIT;
+    {
+        struct tg_http_header *h = t->res.headers;
+
+        memset(&t->res, 0, sizeof(t->res));
+        t->res.headers = h;
+    }
+    memset(&t->pick, 0, sizeof(t->pick));
+    tg__txn_prepare_pick(t);
+    tg__txn_attempt(t, NULL);
 }
 
 /* Route, check and start forwarding a request whose head was just parsed. */
@@ -1311,7 +1500,9 @@ void tg_txn_start(struct tg_txn *t)
     }
     t->svc = tg_upstreams_service(&rt->up, t->route->svc);
     t->path_len = (uint16_t)n;
-    if ((t->route->auth != NULL || t->route->num_limits > 0) && !tg_txn_identity(t, &caps))
+    /* JSON-RPC routes always know the caller's plan: its methods policy applies */
+    if ((t->route->auth != NULL || t->route->num_limits > 0 || t->route->rpc != NULL) &&
+        !tg_txn_identity(t, &caps))
         return;
     t->req_remaining = t->req.content_length;
     if (t->req.body_kind == TG_BODY_CHUNKED)
@@ -1348,5 +1539,7 @@ void tg_txn_upstream_error(struct tg_txn *t, enum tg_fail why, int status, const
     if (tg__txn_retry_elsewhere(t, why, status, msg))
         return;
     tg__txn_attempt_failed(t, why, status, msg);
+    if (t->rpc != NULL && tg_rpc_group_failed(t, msg))
+        return;
     tg_txn_respond_error(t, status, code, msg);
 }

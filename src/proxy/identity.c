@@ -398,21 +398,37 @@ static void tg__note(struct tg_txn *t, const struct tg_limit_conf *l, const stru
 
 bool tg_txn_identity(struct tg_txn *t, const struct tg_route_captures *caps)
 {
-    const struct tg_route_conf *r = t->route;
-    const struct tg_config *cf = t->rt->cf;
-    struct tg_worker *w = t->conn->worker;
     struct tg_caller who = {0};
     char consumer[TG_KEY_NAME_MAX + 1];
-    const struct tg_limit_conf *used[TG_MAX_ROUTE_LIMITS] = {0};
-    uint64_t ids[TG_MAX_ROUTE_LIMITS], costs[TG_MAX_ROUTE_LIMITS];
 
     if (!tg__authenticate(t, caps, &who, consumer, sizeof(consumer)))
         return false;
+    t->caller_plan = who.plan;
+    t->caller_len = who.name != NULL ? (uint8_t)TG_MIN(who.name_len, TG_KEY_NAME_MAX) : 0;
+    t->caller = who.name;
+    if (t->route->rpc == NULL)
+        return tg_txn_limits(t, 0);
+    /* the name may live in the key table, held only until this event ends: the limits of a
+     * JSON-RPC route are charged once the body is read, maybe in a later event */
+    if (who.name != NULL)
+        t->caller = tg_rpc_keep_caller(t, who.name, t->caller_len);
+    return true;
+}
+
+bool tg_txn_limits(struct tg_txn *t, uint64_t units)
+{
+    const struct tg_route_conf *r = t->route;
+    const struct tg_config *cf = t->rt->cf;
+    struct tg_worker *w = t->conn->worker;
+    struct tg_caller who = {t->caller, t->caller_len, t->caller_plan};
+    const struct tg_limit_conf *used[TG_MAX_ROUTE_LIMITS] = {0};
+    uint64_t ids[TG_MAX_ROUTE_LIMITS], costs[TG_MAX_ROUTE_LIMITS];
+
     for (size_t i = 0; i < r->num_limits; i++) {
         const struct tg_limit_conf *l = &r->limits[i];
         struct tg_rl_verdict v;
         struct tg_str key;
-        uint64_t cost = r->cost;
+        uint64_t cost = units != 0 ? units : r->cost;
 
         if (l->plan) {
             if (who.plan == TG_NO_PLAN)

@@ -67,35 +67,7 @@ void tg_txn_record(struct tg_txn *t)
     uint32_t route = t->route ? rt->route_labels[t->route - rt->cf->routes] : TG_LABEL_NONE;
 
     tg_metrics_request(&w->metrics, route, t->req.method_id, status, dur, bytes_in, t->bytes_out);
-    if (t->up_start_us != 0) {
-        struct tg_node_worker *nw = &t->node->w[w->id];
-        uint64_t up;
-
-        if (t->up_end_us == 0)
-            t->up_end_us = now;
-        up = t->up_end_us - t->up_start_us;
-        tg_metrics_upstream(&w->metrics, t->node->label, t->node->svc_label, (unsigned)t->up_status,
-                            up);
-        nw->in_flight--;
-        nw->requests++;
-        /* a node that answered is judged by its status; one that had not answered yet when the
-         * client left is not judged at all. Judged first: a passed trial makes the node usable
-         * again, so its latency below starts a new estimate instead of moving its penalty. */
-        if (t->up_status != 0) {
-            bool ok = !tg_status_in(&t->svc->conf->health.statuses, t->up_status);
-
-            if (ok) {
-                tg_node_report_ok(t->svc, t->node, t->trial, now);
-            } else {
-                tg_node_set_error(t->node, "answered %d", t->up_status);
-                tg_node_report(t->svc, t->node, false, t->trial, now, NULL);
-            }
-        }
-        if (t->up_status == 0 || t->up_status >= 500)
-            nw->errors++;
-        else
-            tg_node_ewma_add(t->node, nw, up, now);
-    }
+    tg_txn_attempt_done(t);
     if (w->access != NULL && rt->cf->access_log &&
         (status >= 400 || dur >= rt->access_slow_us || rt->access_sample == UINT64_MAX ||
          tg__xorshift(&w->sample_state) < rt->access_sample))

@@ -82,6 +82,9 @@ bool tg_retry_wanted(const struct tg_txn *t, enum tg_fail why, int status)
     case TG_FAIL_TIMEOUT:
         wanted = rc->on & TG_RETRY_TIMEOUT;
         break;
+    case TG_FAIL_RPC:
+        wanted = true; /* the node said it cannot answer */
+        break;
     default:
         wanted = tg_status_in(&rc->statuses, status);
         break;
@@ -90,8 +93,8 @@ bool tg_retry_wanted(const struct tg_txn *t, enum tg_fail why, int status)
         return false;
     /* Safe to send again: nothing reached the node, or the request may be repeated and we
      * still hold all of it. A body we streamed on cannot be sent twice. */
-    return !t->sent ||
-           (t->replay && (tg_method_idempotent(t->req.method_id) || t->route->idempotent));
+    return !t->sent || (t->replay && (tg_method_idempotent(t->req.method_id) ||
+                                      t->route->idempotent || t->rpc_idempotent));
 }
 
 bool tg_retry_budget_take(struct tg_txn *t)

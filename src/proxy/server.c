@@ -180,7 +180,7 @@ static void tg__conn_reject_full(struct tg_worker *w, int fd)
     tg_worker_request_id(w, rid, &rid_len);
     n = tg_error_format(out, sizeof(out), w, 503, "too_many_connections",
                         "the gateway has reached limits.max_connections", rid, rid_len, true, 1,
-                        NULL);
+                        NULL, NULL, 0);
 
     w->stats.rejected_too_many_connections++;
     if (write(fd, out, n) < 0) {

@@ -419,6 +419,7 @@ void tg_worker_dispose(struct tg_worker *w)
         w->free_upconns = u->next_free;
         free(u);
     }
+    tg_rpc_worker_dispose(w);
     tg_buf_pool_dispose(&w->bufs);
     tg_metrics_dispose(&w->metrics);
     free(w->listeners);

@@ -191,6 +191,7 @@ struct tg_service {
     struct tg_service_worker *w; /* per worker */
     struct tg_hash_point *ring;  /* consistent_hash only, sorted by hash */
     size_t ring_len;
+    _Atomic uint64_t rpc_head; /* kind: jsonrpc: the highest eth_blockNumber answer passed on */
 };
 
 struct tg_upstreams {

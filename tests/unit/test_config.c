@@ -807,7 +807,7 @@ TEST(route_errors)
                   "never be chosen",
                   "t.yaml:14:5: 'cache' (response caching) is not supported by this version of "
                   "tollgate yet; valid keys in a route: name, match, service, rewrite, max_body, "
-                  "idempotent, hedge, auth, limits, cost",
+                  "idempotent, hedge, auth, limits, cost, jsonrpc",
                   "t.yaml:15:13: a route name 'd e' may only contain letters, digits, '-', '_' "
                   "and '.'",
                   "t.yaml:17:32: methods: expected a list of methods like [GET, POST], got 'GET'");
@@ -845,6 +845,37 @@ TEST(identity_errors)
                   "(quota 3), so every request would be refused",
                   "t.yaml:20:11: cost: 9 units per request is more than a limit of the route "
                   "allows at once (burst 8), so every request would be refused");
+}
+
+/* JSON-RPC sections: only on jsonrpc services and the routes to them. */
+TEST(jsonrpc_errors)
+{
+    EXPECT_ERRORS(MIN_LISTEN "services:\n"
+                             "  eth:\n"
+                             "    kind: jsonrpc\n"
+                             "    nodes: [ { url: http://h } ]\n"
+                             "    jsonrpc: { weights: { eth_getLogs: 0, \"a b\": 3 } }\n"
+                             "  web:\n"
+                             "    nodes: [ { url: http://h } ]\n"
+                             "    jsonrpc: { weights: { x: 1 } }\n"
+                             "routes:\n"
+                             "  - name: r\n"
+                             "    service: eth\n"
+                             "    jsonrpc:\n"
+                             "      max_batch: 0\n"
+                             "      routes: [ { methods: [trace_*], service: web } ]\n"
+                             "  - name: w\n"
+                             "    service: web\n"
+                             "    match: { path: /w }\n"
+                             "    jsonrpc: {}\n",
+                  "t.yaml:6:40: weights: expected a whole number from 1 to 1000000, got '0'",
+                  "t.yaml:6:43: weights: 'a b' is not a method name or pattern like eth_call or "
+                  "debug_*",
+                  "t.yaml:9:14: jsonrpc: service 'web' is not kind: jsonrpc",
+                  "t.yaml:14:18: max_batch: must be at least 1, got 0",
+                  "t.yaml:15:17: jsonrpc.routes: service 'web' is not kind: jsonrpc",
+                  "t.yaml:19:14: jsonrpc: route 'w' goes to service 'web', which is not kind: "
+                  "jsonrpc");
 }
 
 /* Pattern and template syntax is the router's; the loader must place its errors. */
@@ -905,7 +936,7 @@ TEST(many_errors)
                   "t.yaml:14:14: service: route 'api' uses service 'apii', which is not defined "
                   "under services",
                   "t.yaml:15:5: unknown key 'timeout' in a route; valid keys: name, match, "
-                  "service, rewrite, max_body, idempotent, hedge, auth, limits, cost");
+                  "service, rewrite, max_body, idempotent, hedge, auth, limits, cost, jsonrpc");
 }
 
 TEST(load_file)
@@ -1009,6 +1040,7 @@ int main(void)
     RUN(service_errors);
     RUN(route_errors);
     RUN(identity_errors);
+    RUN(jsonrpc_errors);
     RUN(route_pattern_positions);
     RUN(many_errors);
     RUN(load_file);

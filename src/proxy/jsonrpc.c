@@ -1,0 +1,585 @@
+/*
+ * JSON-RPC routes (issue 6): the request phase between "body read" and "forward", and the
+ * response phase between "node answered" and "client gets it".
+ *
+ * A request to a route whose service is kind: jsonrpc is read whole (jsonrpc.max_body) and
+ * parsed (jsonrpc/envelope.c). Each call is checked against the route's and the caller's plan's
+ * method policies; calls refused or invalid are answered here. The others are grouped by the
+ * service they go to (jsonrpc.routes, else the route's service); their compute units (the target
+ * service's weights) are charged to the route's limits in one go. A group is sent as the client's
+ * bytes when it is the whole request, else as a composed body of its calls.
+ *
+ * The node's answer is read whole too, and classified (jsonrpc/classify.c): an error that means
+ * "this node cannot answer" (rate limited, missing state, method missing...) fails the attempt
+ * like a 503 would, so the request goes to another node when the retry policy and the budget
+ * allow and the calls may be sent twice (no write among them). The client gets the node's bytes
+ * untouched when nothing was answered here, else an array rebuilt in the client's order.
+ *
+ * Groups are sent one after another through the transaction's attempt machinery, so every group
+ * has the service's retries, timeouts, pools and health accounting.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/keys.h"
+#include "auth/keystore.h"
+#include "core/core.h"
+#include "core/hex.h"
+#include "core/sbuf.h"
+#include "jsonrpc/jsonrpc.h"
+#include "proxy/proxy.h"
+
+#define TG_RPC_MAX_GROUPS 8 /* the route's service and up to 7 jsonrpc.routes services */
+#define TG_RPC_MAX_TOKENS (1u << 20)
+#define TG_RPC_METHOD_MAX 128
+
+struct tg_rpc_txn {
+    struct tg_rpc_txn *next_free;
+    struct tg_rpc_envelope env;
+    uint32_t cap;              /* entries of the per-call arrays */
+    struct tg_rpc_call *calls; /* env.calls */
+    int32_t *local;            /* per call: 0 = sent to a node, else the error code answered here */
+    const char **why;          /* per call: the message of a local error */
+    uint8_t *group;            /* per call: index into groups */
+    struct tg_rpc_reply *replies;
+    const char *body; /* the client's body, in conn->in */
+    size_t len;
+    struct tg_service *groups[TG_RPC_MAX_GROUPS];
+    struct tg_sbuf got[TG_RPC_MAX_GROUPS]; /* each group's reply body */
+    int got_status[TG_RPC_MAX_GROUPS];
+    uint8_t num_groups, cur;
+    bool whole;                   /* one group with every call: the client's bytes go as they are */
+    bool write;                   /* a call changes state (a transaction): never sent twice */
+    bool head;                    /* a single eth_blockNumber: answers must not go backwards */
+    struct tg_str send;           /* what the current attempt sends */
+    char caller[TG_KEY_NAME_MAX]; /* the consumer's name, kept for the limits */
+    struct tg_sbuf fwd;           /* the composed body of the current group */
+    struct tg_sbuf out;           /* the reply to the client when rebuilt */
+};
+
+/* Methods that change state: sent to one node, never twice. */
+static const char *const tg__writes[] = {"eth_sendRawTransaction", "eth_sendTransaction",
+                                         "eth_sendRawTransactionConditional", "eth_sendBundle",
+                                         NULL};
+
+static struct tg_rpc_txn *tg__rpc_get(struct tg_worker *w, uint32_t want)
+{
+    struct tg_rpc_txn *r = w->free_rpc;
+
+    if (r != NULL)
+        w->free_rpc = r->next_free;
+    else
+        r = tg_calloc(1, sizeof(*r));
+    if (r->cap < want) {
+        free(r->calls);
+        free(r->local);
+        free(r->why);
+        free(r->group);
+        free(r->replies);
+        r->cap = want;
+        r->calls = tg_malloc(want * sizeof(*r->calls));
+        r->local = tg_malloc(want * sizeof(*r->local));
+        r->why = tg_malloc(want * sizeof(*r->why));
+        r->group = tg_malloc(want * sizeof(*r->group));
+        r->replies = tg_malloc(want * sizeof(*r->replies));
+    }
+    r->env.calls = r->calls;
+    r->num_groups = r->cur = 0;
+    r->whole = r->write = r->head = false;
+    for (size_t g = 0; g < TG_RPC_MAX_GROUPS; g++) {
+        r->got[g].len = 0;
+        r->got_status[g] = 0;
+    }
+    r->fwd.len = r->out.len = 0;
+    return r;
+}
+
+void tg_rpc_txn_free(struct tg_txn *t)
+{
+    struct tg_rpc_txn *r = t->rpc;
+
+    if (r == NULL)
+        return;
+    t->rpc = NULL;
+    /* buffers grown by a large reply are not kept for the next request */
+    for (size_t g = 0; g < TG_RPC_MAX_GROUPS; g++)
+        if (r->got[g].cap > TG_BUF_SIZE)
+            tg_sbuf_dispose(&r->got[g]);
+    if (r->out.cap > TG_BUF_SIZE)
+        tg_sbuf_dispose(&r->out);
+    if (r->fwd.cap > TG_BUF_SIZE)
+        tg_sbuf_dispose(&r->fwd);
+    r->next_free = t->conn->worker->free_rpc;
+    t->conn->worker->free_rpc = r;
+}
+
+void tg_rpc_worker_dispose(struct tg_worker *w)
+{
+    while (w->free_rpc != NULL) {
+        struct tg_rpc_txn *r = w->free_rpc;
+
+        w->free_rpc = r->next_free;
+        for (size_t g = 0; g < TG_RPC_MAX_GROUPS; g++)
+            tg_sbuf_dispose(&r->got[g]);
+        tg_sbuf_dispose(&r->out);
+        tg_sbuf_dispose(&r->fwd);
+        free(r->calls);
+        free(r->local);
+        free(r->why);
+        free(r->group);
+        free(r->replies);
+        free(r);
+    }
+    if (w->rpc_tokens != NULL) {
+        tg_rpc_tokens_free(w->rpc_tokens);
+        free(w->rpc_tokens);
+        w->rpc_tokens = NULL;
+    }
+}
+
+/* -- policies ------------------------------------------------------------------------------- */
+
+static bool tg__listed(const struct tg_str_list *l, const char *m, size_t len)
+{
+    for (size_t i = 0; i < l->num; i++)
+        if (tg_rpc_method_match(l->items[i], m, len))
+            return true;
+    return false;
+}
+
+static bool tg__allowed(const struct tg_method_policy *p, const char *m, size_t len)
+{
+    return (p->allow.num == 0 || tg__listed(&p->allow, m, len)) && !tg__listed(&p->deny, m, len);
+}
+
+static uint32_t tg__weight(const struct tg_service_conf *sc, const char *m, size_t len)
+{
+    for (size_t i = 0; i < sc->rpc.num_weights; i++)
+        if (tg_rpc_method_match(sc->rpc.weights[i].pattern, m, len))
+            return sc->rpc.weights[i].units;
+    return sc->rpc.default_weight;
+}
+
+static bool tg__is(const char *m, size_t len, const char *name)
+{
+    return strlen(name) == len && memcmp(m, name, len) == 0;
+}
+
+static bool tg__is_write(const char *m, size_t len)
+{
+    for (size_t i = 0; tg__writes[i] != NULL; i++)
+        if (tg__is(m, len, tg__writes[i]))
+            return true;
+    return false;
+}
+
+/* The service a method goes to: the first jsonrpc.routes entry naming it, else the route's. */
+static const struct tg_service_conf *tg__target(const struct tg_route_conf *route, const char *m,
+                                                size_t len)
+{
+    for (size_t i = 0; i < route->rpc->num_routes; i++)
+        if (tg__listed(&route->rpc->routes[i].methods, m, len))
+            return route->rpc->routes[i].svc;
+    return route->svc;
+}
+
+/* -- answers made here ---------------------------------------------------------------------- */
+
+static void tg__error_obj(struct tg_sbuf *b, const char *id, size_t id_len, int code,
+                          const char *msg)
+{
+    tg_sbuf_add(b, "{\"jsonrpc\":\"2.0\",\"id\":", 22);
+    if (id_len > 0)
+        tg_sbuf_add(b, id, id_len);
+    else
+        tg_sbuf_add(b, "null", 4);
+    tg_sbuf_printf(b, ",\"error\":{\"code\":%d,\"message\":", code);
+    tg_sbuf_json(b, msg, strlen(msg));
+    tg_sbuf_add(b, "}}", 2);
+}
+
+static const char *tg__id(const struct tg_rpc_txn *r, const struct tg_rpc_call *c, size_t *len)
+{
+    *len = c->id_kind == TG_RPC_ID_ABSENT ? 0 : c->id_len;
+    return r->body + c->id_off;
+}
+
+/* A whole-request error (parse error, invalid request, batch too large): one error object. */
+static void tg__reply_one(struct tg_txn *t, int status, int code, const char *msg)
+{
+    struct tg_rpc_txn *r = t->rpc;
+    size_t id_len = 0;
+    const char *id = NULL;
+
+    if (!r->env.batch && r->env.num == 1)
+        id = tg__id(r, &r->calls[0], &id_len);
+    r->out.len = 0;
+    tg__error_obj(&r->out, id, id_len, code, msg);
+    tg_txn_reply(t, status, r->out.base, r->out.len);
+}
+
+/* -- the request ---------------------------------------------------------------------------- */
+
+/* Sorts each valid call: answered here, or into the group of its service. Returns the compute
+ * units of the calls that go to a node. */
+static uint64_t tg__sort_calls(struct tg_txn *t)
+{
+    struct tg_rpc_txn *r = t->rpc;
+    const struct tg_route_conf *route = t->route;
+    const struct tg_config *cf = t->rt->cf;
+    uint64_t units = 0;
+
+    for (uint32_t i = 0; i < r->env.num; i++) {
+        const struct tg_rpc_call *c = &r->calls[i];
+        const char *m = r->body + c->method_off;
+        const struct tg_service_conf *sc;
+        struct tg_service *svc;
+        uint8_t g;
+
+        r->local[i] = c->error;
+        r->why[i] = c->why;
+        if (c->error != 0)
+            continue;
+        if (c->method_len > TG_RPC_METHOD_MAX || memchr(m, '\\', c->method_len) != NULL ||
+            !tg__allowed(&route->rpc->methods, m, c->method_len) ||
+            (t->caller_plan != TG_NO_PLAN &&
+             !tg__allowed(&cf->plans[t->caller_plan].methods, m, c->method_len))) {
+            r->local[i] = TG_RPC_METHOD_NOT_FOUND;
+            r->why[i] = "method not allowed";
+            continue;
+        }
+        sc = tg__target(route, m, c->method_len);
+        svc = tg_upstreams_service(&t->rt->up, sc);
+        for (g = 0; g < r->num_groups && r->groups[g] != svc; g++)
+            ;
+        if (g == r->num_groups)
+            r->groups[r->num_groups++] = svc;
+        r->group[i] = g;
+        r->write |= tg__is_write(m, c->method_len);
+        units += route->cost != 0 ? route->cost : tg__weight(sc, m, c->method_len);
+    }
+    return units;
+}
+
+/* The body of group g: the client's bytes when the group is the whole request. */
+static void tg__compose_group(struct tg_txn *t, uint8_t g)
+{
+    struct tg_rpc_txn *r = t->rpc;
+    bool first = true;
+
+    r->fwd.len = 0;
+    if (r->whole)
+        return;
+    tg_sbuf_add(&r->fwd, "[", 1);
+    for (uint32_t i = 0; i < r->env.num; i++) {
+        if (r->local[i] != 0 || r->group[i] != g)
+            continue;
+        if (!first)
+            tg_sbuf_add(&r->fwd, ",", 1);
+        tg_sbuf_add(&r->fwd, r->body + r->calls[i].off, r->calls[i].len);
+        first = false;
+    }
+    tg_sbuf_add(&r->fwd, "]", 1);
+}
+
+static void tg__send_group(struct tg_txn *t)
+{
+    struct tg_rpc_txn *r = t->rpc;
+
+    tg__compose_group(t, r->cur);
+    r->send = r->whole ? tg_str_make(r->body, r->len) : tg_str_make(r->fwd.base, r->fwd.len);
+    t->rpc_idempotent = !r->write;
+    tg_txn_attempt_on(t, r->groups[r->cur]);
+}
+
+static void tg__finish(struct tg_txn *t);
+
+struct tg_str tg_rpc_body(const struct tg_txn *t)
+{
+    return t->rpc->send;
+}
+
+const char *tg_rpc_keep_caller(struct tg_txn *t, const char *name, size_t len)
+{
+    if (t->rpc == NULL)
+        t->rpc = tg__rpc_get(t->conn->worker, t->route->rpc->max_batch);
+    memcpy(t->rpc->caller, name, TG_MIN(len, sizeof(t->rpc->caller)));
+    return t->rpc->caller;
+}
+
+void tg_rpc_begin(struct tg_txn *t)
+{
+    struct tg_worker *w = t->conn->worker;
+    struct tg_buf *in = t->conn->in;
+    const struct tg_rpc_route_conf *rc = t->route->rpc;
+    struct tg_rpc_txn *r;
+    uint32_t forwarded = 0;
+    uint64_t units;
+    int rc_parse;
+
+    if (w->rpc_tokens == NULL) {
+        w->rpc_tokens = tg_calloc(1, sizeof(*w->rpc_tokens));
+        tg_rpc_tokens_init(w->rpc_tokens, TG_RPC_MAX_TOKENS);
+    }
+    if (t->rpc == NULL)
+        t->rpc = tg__rpc_get(w, rc->max_batch);
+    r = t->rpc;
+    r->body = in->base + in->start + t->head_len;
+    r->len = (size_t)t->req.content_length;
+    rc_parse = tg_rpc_parse(w->rpc_tokens, r->body, r->len, rc->max_batch, &r->env);
+    if (rc_parse == TG_RPC_BATCH_TOO_LARGE) {
+        r->env.num = 0;
+        tg__reply_one(t, 200, TG_RPC_INVALID_REQUEST, "the batch has more calls than allowed");
+        return;
+    }
+    if (rc_parse != 0) {
+        if (rc_parse == TG_RPC_PARSE_ERROR)
+            r->env.num = 0;
+        tg__reply_one(
+            t, 200, rc_parse,
+            rc_parse == TG_RPC_PARSE_ERROR
+                ? "parse error"
+                : (r->env.num == 1 && r->calls[0].why ? r->calls[0].why : "invalid request"));
+        return;
+    }
+    units = tg__sort_calls(t);
+    for (uint32_t i = 0; i < r->env.num; i++)
+        forwarded += r->local[i] == 0;
+    if (forwarded == 0) {
+        tg__finish(t);
+        return;
+    }
+    if (!tg_txn_limits(t, units))
+        return;
+    r->whole = r->num_groups == 1 && forwarded == r->env.num;
+    r->head = !r->env.batch &&
+              tg__is(r->body + r->calls[0].method_off, r->calls[0].method_len, "eth_blockNumber");
+    tg__send_group(t);
+}
+
+/* -- the reply ------------------------------------------------------------------------------ */
+
+void tg_rpc_collect_reset(struct tg_txn *t)
+{
+    t->rpc->got[t->rpc->cur].len = 0;
+}
+
+int tg_rpc_collect(struct tg_txn *t, const char *p, size_t n)
+{
+    struct tg_rpc_txn *r = t->rpc;
+    struct tg_sbuf *b = &r->got[r->cur];
+
+    if (b->len + n > t->route->rpc->max_response)
+        return -1;
+    tg_sbuf_add(b, p, n);
+    return 0;
+}
+
+/* An eth_blockNumber answer lower than one the service gave before: the node is behind. */
+static bool tg__head_behind(struct tg_txn *t, const struct tg_rpc_reply *rep, const char *body)
+{
+    uint64_t n = 0;
+    size_t i = rep->result_off + 1, end = rep->result_off + rep->result_len - 1;
+    uint64_t seen;
+
+    if (rep->result_len < 4 || body[rep->result_off] != '"' || body[i] != '0' ||
+        (body[i + 1] | 0x20) != 'x')
+        return false;
+    for (i += 2; i < end; i++) {
+        int d = tg_hex_digit((unsigned char)body[i]);
+
+        if (d < 0 || n >> 60)
+            return false;
+        n = n << 4 | (uint64_t)d;
+    }
+    seen = atomic_load_explicit(&t->svc->rpc_head, memory_order_relaxed);
+    while (n > seen && !atomic_compare_exchange_weak_explicit(
+                           &t->svc->rpc_head, &seen, n, memory_order_relaxed, memory_order_relaxed))
+        ;
+    return n < seen;
+}
+
+/*
+ * The current group's reply is complete. Returns false when the attempt is to be failed (the
+ * node cannot answer: another node is tried when allowed), with a reason in *why.
+ */
+bool tg_rpc_reply_ok(struct tg_txn *t, const char **why)
+{
+    struct tg_rpc_txn *r = t->rpc;
+    const struct tg_sbuf *b = &r->got[r->cur];
+    size_t num = 0;
+    bool batch;
+
+    t->rpc_no_blame = false;
+    if (t->up_status >= 500 || t->up_status == 429) {
+        *why = "answered an HTTP error";
+        return false;
+    }
+    if (tg_rpc_scan_replies(b->base, b->len, r->replies, r->cap, &num, &batch) != 0) {
+        *why = "sent a reply that is not JSON-RPC";
+        return false;
+    }
+    for (size_t i = 0; i < num; i++) {
+        struct tg_rpc_class k;
+
+        if (!r->replies[i].has_error) {
+            if (r->head && !batch && tg__head_behind(t, &r->replies[i], b->base)) {
+                *why = "answered eth_blockNumber behind the service's head";
+                return false;
+            }
+            continue;
+        }
+        k = tg_rpc_classify(b->base, &r->replies[i]);
+        if (k.verdict == TG_RPC_NODE) {
+            /* A caller can make every node say these (a made-up method, a future block):
+             * another node is asked, but the node's health does not pay for it. */
+            t->rpc_no_blame = strcmp(k.kind, "method_missing") == 0 ||
+                              strcmp(k.kind, "missing_block") == 0 ||
+                              strcmp(k.kind, "missing_state") == 0;
+            *why = k.kind;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Finds the reply to call i among the replies of its group (by id; by position for a group of
+ * one). NULL when the node gave none. */
+static const struct tg_rpc_reply *tg__match(struct tg_rpc_txn *r, uint32_t i,
+                                            const struct tg_rpc_reply *reps, size_t num,
+                                            const char *body)
+{
+    const struct tg_rpc_call *c = &r->calls[i];
+
+    for (size_t k = 0; k < num; k++)
+        if (reps[k].id_len == c->id_len &&
+            memcmp(body + reps[k].id_off, r->body + c->id_off, c->id_len) == 0)
+            return &reps[k];
+    return num == 1 ? &reps[0] : NULL;
+}
+
+/* Rebuilds the answer in the client's order from local errors and every group's replies. */
+static void tg__rebuild(struct tg_txn *t)
+{
+    struct tg_rpc_txn *r = t->rpc;
+    bool first = true;
+
+    r->out.len = 0;
+    if (r->env.batch)
+        tg_sbuf_add(&r->out, "[", 1);
+    for (uint32_t i = 0; i < r->env.num; i++) {
+        const struct tg_rpc_call *c = &r->calls[i];
+        size_t id_len;
+        const char *id = tg__id(r, c, &id_len);
+        const struct tg_sbuf *b;
+        const struct tg_rpc_reply *rep;
+        size_t num = 0;
+        bool batch;
+
+        if (c->id_kind == TG_RPC_ID_ABSENT && c->error == 0)
+            continue; /* a notification gets no answer */
+        if (!first)
+            tg_sbuf_add(&r->out, ",", 1);
+        first = false;
+        if (r->local[i] != 0) {
+            tg__error_obj(&r->out, id, id_len, r->local[i], r->why[i]);
+            continue;
+        }
+        b = &r->got[r->group[i]];
+        rep = NULL;
+        if (tg_rpc_scan_replies(b->base, b->len, r->replies, r->cap, &num, &batch) == 0)
+            rep = tg__match(r, i, r->replies, num, b->base);
+        if (rep != NULL)
+            tg_sbuf_add(&r->out, b->base + rep->off, rep->len);
+        else
+            tg__error_obj(&r->out, id, id_len, TG_RPC_INTERNAL_ERROR, "the node gave no answer");
+    }
+    if (r->env.batch)
+        tg_sbuf_add(&r->out, "]", 1);
+}
+
+static void tg__finish(struct tg_txn *t)
+{
+    struct tg_rpc_txn *r = t->rpc;
+
+    if (r->whole) {
+        const struct tg_sbuf *b = &r->got[0];
+
+        tg_txn_reply(t, r->got_status[0] ? r->got_status[0] : 200, b->base, b->len);
+        return;
+    }
+    tg__rebuild(t);
+    if (r->out.len == 0) { /* only notifications: nothing to say */
+        tg_txn_reply(t, 204, NULL, 0);
+        return;
+    }
+    tg_txn_reply(t, 200, r->out.base, r->out.len);
+}
+
+/* The current group's reply was accepted: on to the next group, or answer the client. */
+void tg_rpc_group_done(struct tg_txn *t)
+{
+    struct tg_rpc_txn *r = t->rpc;
+
+    r->got_status[r->cur] = t->up_status;
+    if (++r->cur < r->num_groups) {
+        tg_txn_attempt_done(t); /* the group's node is judged before the next attempt */
+        t->up_start_us = 0;
+        tg__send_group(t);
+        return;
+    }
+    tg__finish(t);
+}
+
+/* An attempt failed for good (no node left, budget spent...): the calls of its group get an
+ * error, the other groups go on. Returns true when it answered or moved on. */
+bool tg_rpc_group_failed(struct tg_txn *t, const char *msg)
+{
+    struct tg_rpc_txn *r = t->rpc;
+
+    if (r == NULL || r->num_groups <= 1)
+        return false; /* one group: the transaction's usual error answer */
+    for (uint32_t i = 0; i < r->env.num; i++) {
+        if (r->local[i] == 0 && r->group[i] == r->cur) {
+            r->local[i] = TG_RPC_INTERNAL_ERROR;
+            r->why[i] = msg;
+        }
+    }
+    r->whole = false;
+    tg_rpc_group_done(t);
+    return true;
+}
+
+/* Maps an HTTP status of tollgate's own answer to a JSON-RPC error code. */
+int tg_rpc_status_code(int status)
+{
+    switch (status) {
+    case 401:
+    case 403:
+        return -32001;
+    case 429:
+        return -32005;
+    case 413:
+    case 400:
+    case 405:
+    case 411:
+        return TG_RPC_INVALID_REQUEST;
+    default:
+        return TG_RPC_INTERNAL_ERROR;
+    }
+}
+
+/* The id of the request, for tollgate's own error answers on JSON-RPC routes ("null" when the
+ * body was not read or not a single call). */
+const char *tg_rpc_request_id(const struct tg_txn *t, size_t *len)
+{
+    const struct tg_rpc_txn *r = t->rpc;
+
+    if (r == NULL || r->env.batch || r->env.num != 1 || r->calls[0].id_kind == TG_RPC_ID_ABSENT) {
+        *len = 4;
+        return "null";
+    }
+    *len = r->calls[0].id_len;
+    return r->body + r->calls[0].id_off;
+}
