@@ -13,6 +13,7 @@ const uint64_t tg_dur_bounds_us[TG_DUR_BUCKETS] = {1000,    2500,    5000,     1
 
 const uint64_t tg_size_bounds[TG_SIZE_BUCKETS] = {64,    256,    1024,    4096,    16384,
                                                   65536, 262144, 1048576, 4194304, 16777216};
+const uint64_t tg_batch_bounds[TG_BATCH_BUCKETS] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
 
 static struct {
     pthread_mutex_t lock;

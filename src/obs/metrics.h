@@ -24,6 +24,7 @@ enum tg_label_kind {
     TG_LABEL_SERVICE,
     TG_LABEL_NODE,
     TG_LABEL_LIMIT, /* rate limits and quotas by name ("plan:pro", "rpc#1") */
+    TG_LABEL_RPC,   /* JSON-RPC method classes (weight patterns) and error kinds */
     TG_LABEL__COUNT
 };
 
@@ -41,11 +42,14 @@ uint32_t tg_label_parent(int kind, uint32_t id);
 /* One past the highest id handed out so far. */
 uint32_t tg_label_count(int kind);
 
-/* Histogram buckets: durations from 1 ms to 30 s, sizes from 64 bytes to 16 MiB. */
-#define TG_DUR_BUCKETS  14
-#define TG_SIZE_BUCKETS 10
+/* Histogram buckets: durations from 1 ms to 30 s, sizes from 64 bytes to 16 MiB, JSON-RPC
+ * batch sizes from 1 to 1000 calls. */
+#define TG_DUR_BUCKETS   14
+#define TG_SIZE_BUCKETS  10
+#define TG_BATCH_BUCKETS 10
 extern const uint64_t tg_dur_bounds_us[TG_DUR_BUCKETS];
 extern const uint64_t tg_size_bounds[TG_SIZE_BUCKETS];
+extern const uint64_t tg_batch_bounds[TG_BATCH_BUCKETS];
 
 struct tg_hist_dur {
     uint64_t bucket[TG_DUR_BUCKETS + 1]; /* not cumulative; the last one is +Inf */
@@ -79,6 +83,8 @@ struct tg_metrics {
     struct tg_hist_dur *services[TG_LABELS_MAX]; /* upstream durations */
     uint64_t shed[TG_LABELS_MAX];                /* per service: refused by concurrency.queue */
     struct tg_hist_dur queue_wait;               /* time spent waiting for a concurrency slot */
+    uint64_t rpc_batch[TG_BATCH_BUCKETS + 1];    /* JSON-RPC calls per request */
+    uint64_t rpc_batch_sum;
 };
 
 void tg_metrics_init(struct tg_metrics *m);
@@ -175,7 +181,7 @@ static inline void tg_metrics_upstream(struct tg_metrics *m, uint32_t node, uint
 
 /* Requests refused by identity: auth failures by reason (tg_auth_reasons) and rate-limited
  * requests by limit label. */
-enum tg_policy_kind { TG_POLICY_AUTH, TG_POLICY_LIMIT };
+enum tg_policy_kind { TG_POLICY_AUTH, TG_POLICY_LIMIT, TG_POLICY_RPC_CALLS, TG_POLICY_RPC_ERRORS };
 extern const char *const tg_auth_reasons[];
 #define TG_AUTH_REASONS 12
 
@@ -184,6 +190,24 @@ static inline void tg_metrics_policy(struct tg_metrics *m, uint32_t route, unsig
 {
     tg__series_inc(m, m->policy, &m->policy_used,
                    ((uint64_t)kind << 48 | (uint64_t)route << 24 | id) + 1);
+}
+
+/* JSON-RPC: calls by service and method class, errors by service and kind (TG_LABEL_RPC ids),
+ * and the calls of each request. */
+static inline void tg_metrics_rpc(struct tg_metrics *m, unsigned kind, uint32_t service,
+                                  uint32_t label)
+{
+    tg_metrics_policy(m, service, kind, label);
+}
+
+static inline void tg_metrics_rpc_batch(struct tg_metrics *m, uint64_t calls)
+{
+    unsigned i = 0;
+
+    while (i < TG_BATCH_BUCKETS && calls > tg_batch_bounds[i])
+        i++;
+    m->rpc_batch[i]++;
+    m->rpc_batch_sum += calls;
 }
 
 /* Reading side (any thread): the sum over ms[0..n) of one series table, as (key, count) pairs

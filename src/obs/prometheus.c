@@ -471,6 +471,49 @@ static void tg__identity(struct tg_sbuf *out, struct tg_metrics *const *ms, size
                   TG_DUR_BUCKETS, 1e-6, (double)sy.sum_us / 1e6);
 }
 
+/* JSON-RPC: calls by service and method class, errors by service and kind, batch sizes. */
+static void tg__jsonrpc(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
+{
+    struct tg_series *s;
+    size_t cnt = tg_metrics_collect(ms, n, TG_SERIES_POLICY, &s);
+    uint64_t batch[TG_BATCH_BUCKETS + 1] = {0}, sum = 0;
+
+    for (int kind = TG_POLICY_RPC_CALLS; kind <= TG_POLICY_RPC_ERRORS; kind++) {
+        const char *name = kind == TG_POLICY_RPC_CALLS ? "tollgate_jsonrpc_requests_total"
+                                                       : "tollgate_jsonrpc_errors_total";
+
+        tg__family(
+            out, name, "counter",
+            kind == TG_POLICY_RPC_CALLS
+                ? "JSON-RPC calls sent to a service, by method class (its jsonrpc.weights "
+                  "patterns, or other)."
+                : "JSON-RPC errors by service and kind: answered by tollgate (parse_error, "
+                  "invalid_request, method_not_allowed) or by a node (the classified kind).");
+        for (size_t i = 0; i < cnt; i++) {
+            uint64_t k = s[i].key - 1;
+            uint32_t id32 = (uint32_t)(k & 0xffffff), svc = (uint32_t)((k >> 24) & 0xffffff);
+
+            if ((int)(k >> 48) != kind)
+                continue;
+            tg_sbuf_printf(out, "%s{", name);
+            tg__label(out, "service", tg_label_name(TG_LABEL_SERVICE, svc), true);
+            tg__label(out, kind == TG_POLICY_RPC_CALLS ? "method_class" : "kind",
+                      tg_label_name(TG_LABEL_RPC, id32), false);
+            tg_sbuf_printf(out, "} %llu\n", (unsigned long long)s[i].count);
+        }
+    }
+    free(s);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t b = 0; b <= TG_BATCH_BUCKETS; b++)
+            batch[b] += __atomic_load_n(&ms[i]->rpc_batch[b], __ATOMIC_RELAXED);
+        sum += __atomic_load_n(&ms[i]->rpc_batch_sum, __ATOMIC_RELAXED);
+    }
+    tg__family(out, "tollgate_jsonrpc_batch_size", "histogram",
+               "Calls per JSON-RPC request (1 for a single call).");
+    tg__histogram(out, "tollgate_jsonrpc_batch_size", "", batch, tg_batch_bounds, TG_BATCH_BUCKETS,
+                  1, (double)sum);
+}
+
 void tg_prometheus_render(struct tg_sbuf *out)
 {
     size_t n = tg_instance.num_workers;
@@ -493,6 +536,7 @@ void tg_prometheus_render(struct tg_sbuf *out)
     tg__retries(out);
     tg__admission(out, ms, n);
     tg__identity(out, ms, n);
+    tg__jsonrpc(out, ms, n);
     tg__scalar(out, "tollgate_upstream_connect_errors_total", "counter",
                "Failed or timed-out connects to nodes, and resets before a response.",
                (double)TG_SUM(upstream_connect_errors));

@@ -18,6 +18,7 @@
  * Groups are sent one after another through the transaction's attempt machinery, so every group
  * has the service's retries, timeouts, pools and health accounting.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,12 +154,54 @@ static bool tg__allowed(const struct tg_method_policy *p, const char *m, size_t 
     return (p->allow.num == 0 || tg__listed(&p->allow, m, len)) && !tg__listed(&p->deny, m, len);
 }
 
-static uint32_t tg__weight(const struct tg_service_conf *sc, const char *m, size_t len)
+/* The method class of a call: the index of its weight pattern, or num_weights ("other"). */
+static size_t tg__class(const struct tg_service_conf *sc, const char *m, size_t len)
 {
-    for (size_t i = 0; i < sc->rpc.num_weights; i++)
-        if (tg_rpc_method_match(sc->rpc.weights[i].pattern, m, len))
-            return sc->rpc.weights[i].units;
-    return sc->rpc.default_weight;
+    size_t i = 0;
+
+    while (i < sc->rpc.num_weights && !tg_rpc_method_match(sc->rpc.weights[i].pattern, m, len))
+        i++;
+    return i;
+}
+
+/* Label ids of error kinds, interned once: the classify table's and tollgate's own. */
+static const char *const tg__own_kinds[] = {"parse_error", "invalid_request", "method_not_allowed",
+                                            "bad_reply", "http_error"};
+static const char **tg__kind_names;
+static uint32_t *tg__kind_ids;
+static size_t tg__num_kinds;
+static pthread_once_t tg__kinds_once = PTHREAD_ONCE_INIT;
+
+static void tg__kinds_init(void)
+{
+    size_t cap = tg_rpc_num_error_rules + TG_ARRAY_SIZE(tg__own_kinds) + 1;
+
+    tg__kind_names = tg_calloc(cap, sizeof(*tg__kind_names));
+    tg__kind_ids = tg_calloc(cap, sizeof(*tg__kind_ids));
+    for (size_t i = 0; i < cap - 1; i++) {
+        const char *k = i < TG_ARRAY_SIZE(tg__own_kinds)
+                            ? tg__own_kinds[i]
+                            : tg_rpc_error_rules[i - TG_ARRAY_SIZE(tg__own_kinds)].kind;
+        size_t j = 0;
+
+        while (j < tg__num_kinds && strcmp(tg__kind_names[j], k) != 0)
+            j++;
+        if (j < tg__num_kinds)
+            continue;
+        tg__kind_names[tg__num_kinds] = k;
+        tg__kind_ids[tg__num_kinds++] = tg_label_intern(TG_LABEL_RPC, k, 0);
+    }
+}
+
+static void tg__count_error(struct tg_txn *t, const struct tg_service *svc, const char *kind)
+{
+    size_t j = 0;
+
+    pthread_once(&tg__kinds_once, tg__kinds_init);
+    while (j < tg__num_kinds && strcmp(tg__kind_names[j], kind) != 0)
+        j++;
+    tg_metrics_rpc(&t->conn->worker->metrics, TG_POLICY_RPC_ERRORS, svc->label,
+                   j < tg__num_kinds ? tg__kind_ids[j] : TG_LABEL_OTHER);
 }
 
 static bool tg__is(const char *m, size_t len, const char *name)
@@ -235,29 +278,38 @@ static uint64_t tg__sort_calls(struct tg_txn *t)
         const char *m = r->body + c->method_off;
         const struct tg_service_conf *sc;
         struct tg_service *svc;
+        size_t k;
         uint8_t g;
 
         r->local[i] = c->error;
         r->why[i] = c->why;
-        if (c->error != 0)
+        if (c->error != 0) {
+            tg__count_error(t, t->svc, "invalid_request");
             continue;
+        }
         if (c->method_len > TG_RPC_METHOD_MAX || memchr(m, '\\', c->method_len) != NULL ||
             !tg__allowed(&route->rpc->methods, m, c->method_len) ||
             (t->caller_plan != TG_NO_PLAN &&
              !tg__allowed(&cf->plans[t->caller_plan].methods, m, c->method_len))) {
             r->local[i] = TG_RPC_METHOD_NOT_FOUND;
             r->why[i] = "method not allowed";
+            tg__count_error(t, t->svc, "method_not_allowed");
             continue;
         }
         sc = tg__target(route, m, c->method_len);
         svc = tg_upstreams_service(&t->rt->up, sc);
+        k = tg__class(sc, m, c->method_len);
+        tg_metrics_rpc(&t->conn->worker->metrics, TG_POLICY_RPC_CALLS, svc->label,
+                       svc->rpc_classes[k]);
         for (g = 0; g < r->num_groups && r->groups[g] != svc; g++)
             ;
         if (g == r->num_groups)
             r->groups[r->num_groups++] = svc;
         r->group[i] = g;
         r->write |= tg__is_write(m, c->method_len);
-        units += route->cost != 0 ? route->cost : tg__weight(sc, m, c->method_len);
+        units += route->cost != 0          ? route->cost
+                 : k < sc->rpc.num_weights ? sc->rpc.weights[k].units
+                                           : sc->rpc.default_weight;
     }
     return units;
 }
@@ -328,6 +380,11 @@ void tg_rpc_begin(struct tg_txn *t)
     r->body = in->base + in->start + t->head_len;
     r->len = (size_t)t->req.content_length;
     rc_parse = tg_rpc_parse(w->rpc_tokens, r->body, r->len, rc->max_batch, &r->env);
+    if (rc_parse != 0)
+        tg__count_error(t, t->svc,
+                        rc_parse == TG_RPC_PARSE_ERROR ? "parse_error" : "invalid_request");
+    else
+        tg_metrics_rpc_batch(&w->metrics, r->env.num);
     if (rc_parse == TG_RPC_BATCH_TOO_LARGE) {
         r->env.num = 0;
         tg__reply_one(t, 200, TG_RPC_INVALID_REQUEST, "the batch has more calls than allowed");
@@ -413,10 +470,12 @@ bool tg_rpc_reply_ok(struct tg_txn *t, const char **why)
 
     t->rpc_no_blame = false;
     if (t->up_status >= 500 || t->up_status == 429) {
+        tg__count_error(t, t->svc, "http_error");
         *why = "answered an HTTP error";
         return false;
     }
     if (tg_rpc_scan_replies(b->base, b->len, r->replies, r->cap, &num, &batch) != 0) {
+        tg__count_error(t, t->svc, "bad_reply");
         *why = "sent a reply that is not JSON-RPC";
         return false;
     }
@@ -431,6 +490,7 @@ bool tg_rpc_reply_ok(struct tg_txn *t, const char **why)
             continue;
         }
         k = tg_rpc_classify(b->base, &r->replies[i]);
+        tg__count_error(t, t->svc, k.kind);
         if (k.verdict == TG_RPC_NODE) {
             /* A caller can make every node say these (a made-up method, a future block):
              * another node is asked, but the node's health does not pay for it. */

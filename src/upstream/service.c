@@ -128,6 +128,13 @@ static int tg__service_init(struct tg_upstreams *u, struct tg_service *svc, stru
 
     svc->conf = sc;
     svc->label = tg_label_intern(TG_LABEL_SERVICE, sc->name, 0);
+    if (sc->kind == TG_SERVICE_JSONRPC) {
+        /* metric labels of the method classes: the weight patterns, then "other" */
+        svc->rpc_classes = tg_calloc(sc->rpc.num_weights + 1, sizeof(*svc->rpc_classes));
+        for (size_t i = 0; i < sc->rpc.num_weights; i++)
+            svc->rpc_classes[i] = tg_label_intern(TG_LABEL_RPC, sc->rpc.weights[i].pattern, 0);
+        svc->rpc_classes[sc->rpc.num_weights] = tg_label_intern(TG_LABEL_RPC, "other", 0);
+    }
     svc->num_nodes = sc->num_nodes;
     svc->members = tg_calloc(sc->num_nodes, sizeof(*svc->members));
     for (size_t i = 0; i < sc->num_nodes; i++) {
@@ -209,6 +216,7 @@ void tg_upstreams_dispose(struct tg_upstreams *u)
             free(svc->w[k].smooth);
         free(svc->w);
         free(svc->ring);
+        free(svc->rpc_classes);
         free(u->services[i].members);
         if (u->services[i].tls != NULL)
             tg_tls_ctx_free(u->services[i].tls);

@@ -192,6 +192,7 @@ struct tg_service {
     struct tg_hash_point *ring;  /* consistent_hash only, sorted by hash */
     size_t ring_len;
     _Atomic uint64_t rpc_head; /* kind: jsonrpc: the highest eth_blockNumber answer passed on */
+    uint32_t *rpc_classes;     /* kind: jsonrpc: label ids of conf->rpc.weights, then "other" */
 };
 
 struct tg_upstreams {

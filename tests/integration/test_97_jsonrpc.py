@@ -304,3 +304,27 @@ def test_ethers_through_the_gateway_matches_the_node(tollgate, tmp_path):
         assert via["tx"]["status"] == 1 and via["batch"]["count"] == 50
     finally:
         anvils.close()
+
+
+# -- 7. metrics ------------------------------------------------------------------------------------
+
+
+def test_jsonrpc_metrics(tollgate, nodes):
+    (n,) = nodes()
+    n.on("eth_getLogs", result=[])
+    n.on("eth_chainId", result="0x1")
+    n.on("eth_call", error={"code": 3, "message": "execution reverted"})
+    svc = rpc_service(n, jsonrpc={"weights": {"eth_getLogs": 75, "eth_get*": 20}})
+    tg = gate(tollgate, svc, {"methods": {"deny": ["debug_*"]}})
+    post(tg, [call("eth_getLogs", [{}], id=1), call("eth_chainId", id=2),
+              call("debug_x", id=3)])
+    post(tg, call("eth_call", [{}], id=4))
+    post(tg, b"{")
+    m = tg.metrics()
+    calls = {lab["method_class"]: v for lab, v in m.series("tollgate_jsonrpc_requests_total")}
+    errors = {lab["kind"]: v for lab, v in m.series("tollgate_jsonrpc_errors_total")}
+    report("metrics", calls=calls, errors=errors)
+    assert calls == {"eth_getLogs": 1, "other": 2}, calls
+    assert errors == {"method_not_allowed": 1, "reverted": 1, "parse_error": 1}, errors
+    assert m.value("tollgate_jsonrpc_batch_size_count") == 2  # the parse error has no calls
+    assert m.value("tollgate_jsonrpc_batch_size_sum") == 4
