@@ -27,6 +27,7 @@
 #include "auth/keystore.h"
 #include "core/core.h"
 #include "core/hex.h"
+#include "core/keccak.h"
 #include "core/sbuf.h"
 #include "jsonrpc/jsonrpc.h"
 #include "proxy/proxy.h"
@@ -44,7 +45,8 @@ struct tg_rpc_txn {
     const char **why;          /* per call: the message of a local error */
     uint8_t *group;            /* per call: index into groups */
     struct tg_rpc_reply *replies;
-    const char *body; /* the client's body, in conn->in */
+    struct tg_rpc_reply *span; /* per call: its reply, once matched (len 0: none) */
+    const char *body;          /* the client's body, in conn->in */
     size_t len;
     struct tg_service *groups[TG_RPC_MAX_GROUPS];
     struct tg_sbuf got[TG_RPC_MAX_GROUPS]; /* each group's reply body */
@@ -78,12 +80,14 @@ static struct tg_rpc_txn *tg__rpc_get(struct tg_worker *w, uint32_t want)
         free(r->why);
         free(r->group);
         free(r->replies);
+        free(r->span);
         r->cap = want;
         r->calls = tg_malloc(want * sizeof(*r->calls));
         r->local = tg_malloc(want * sizeof(*r->local));
         r->why = tg_malloc(want * sizeof(*r->why));
         r->group = tg_malloc(want * sizeof(*r->group));
         r->replies = tg_malloc(want * sizeof(*r->replies));
+        r->span = tg_malloc(want * sizeof(*r->span));
     }
     r->env.calls = r->calls;
     r->num_groups = r->cur = 0;
@@ -130,6 +134,7 @@ void tg_rpc_worker_dispose(struct tg_worker *w)
         free(r->why);
         free(r->group);
         free(r->replies);
+        free(r->span);
         free(r);
     }
     if (w->rpc_tokens != NULL) {
@@ -491,6 +496,8 @@ bool tg_rpc_reply_ok(struct tg_txn *t, const char **why)
         }
         k = tg_rpc_classify(b->base, &r->replies[i]);
         tg__count_error(t, t->svc, k.kind);
+        if (k.verdict == TG_RPC_KNOWN)
+            r->whole = false; /* the answer is rebuilt with the transaction's hash */
         if (k.verdict == TG_RPC_NODE) {
             /* A caller can make every node say these (a made-up method, a future block):
              * another node is asked, but the node's health does not pay for it. */
@@ -519,12 +526,59 @@ static const struct tg_rpc_reply *tg__match(struct tg_rpc_txn *r, uint32_t i,
     return num == 1 ? &reps[0] : NULL;
 }
 
+/* "already known" to a raw transaction: the node has it, so the caller gets its hash, computed
+ * from the raw bytes as a node would. False when the call is not such a write. */
+static bool tg__known_tx(struct tg_rpc_txn *r, uint32_t i, const char *body,
+                         const struct tg_rpc_reply *rep)
+{
+    const struct tg_rpc_call *c = &r->calls[i];
+    uint8_t hash[32];
+    uint32_t off, len;
+    char hex[67] = "0x";
+
+    if (!rep->has_error || tg_rpc_classify(body, rep).verdict != TG_RPC_KNOWN ||
+        !tg__is(r->body + c->method_off, c->method_len, "eth_sendRawTransaction") ||
+        !tg_rpc_param_string(r->body, c, 0, &off, &len) ||
+        tg_keccak256_hex(r->body + off, len, hash) != 0)
+        return false;
+    for (size_t k = 0; k < 32; k++) {
+        hex[2 + 2 * k] = "0123456789abcdef"[hash[k] >> 4];
+        hex[3 + 2 * k] = "0123456789abcdef"[hash[k] & 15];
+    }
+    tg_sbuf_add(&r->out, "{\"jsonrpc\":\"2.0\",\"id\":", 22);
+    tg_sbuf_add(&r->out, r->body + c->id_off, c->id_len);
+    tg_sbuf_printf(&r->out, ",\"result\":\"%.66s\"}", hex);
+    return true;
+}
+
+/* Finds each forwarded call's reply in its group's answer (each answer scanned once). */
+static void tg__match_all(struct tg_rpc_txn *r)
+{
+    for (uint8_t g = 0; g < r->num_groups; g++) {
+        const struct tg_sbuf *b = &r->got[g];
+        size_t num = 0;
+        bool batch;
+
+        if (tg_rpc_scan_replies(b->base, b->len, r->replies, r->cap, &num, &batch) != 0)
+            num = 0;
+        for (uint32_t i = 0; i < r->env.num; i++) {
+            const struct tg_rpc_reply *rep;
+
+            if (r->local[i] != 0 || r->group[i] != g)
+                continue;
+            rep = num > 0 ? tg__match(r, i, r->replies, num, b->base) : NULL;
+            r->span[i] = rep != NULL ? *rep : (struct tg_rpc_reply){.len = 0};
+        }
+    }
+}
+
 /* Rebuilds the answer in the client's order from local errors and every group's replies. */
 static void tg__rebuild(struct tg_txn *t)
 {
     struct tg_rpc_txn *r = t->rpc;
     bool first = true;
 
+    tg__match_all(r);
     r->out.len = 0;
     if (r->env.batch)
         tg_sbuf_add(&r->out, "[", 1);
@@ -532,10 +586,8 @@ static void tg__rebuild(struct tg_txn *t)
         const struct tg_rpc_call *c = &r->calls[i];
         size_t id_len;
         const char *id = tg__id(r, c, &id_len);
-        const struct tg_sbuf *b;
-        const struct tg_rpc_reply *rep;
-        size_t num = 0;
-        bool batch;
+        const struct tg_rpc_reply *rep = &r->span[i];
+        const char *body;
 
         if (c->id_kind == TG_RPC_ID_ABSENT && c->error == 0)
             continue; /* a notification gets no answer */
@@ -546,14 +598,11 @@ static void tg__rebuild(struct tg_txn *t)
             tg__error_obj(&r->out, id, id_len, r->local[i], r->why[i]);
             continue;
         }
-        b = &r->got[r->group[i]];
-        rep = NULL;
-        if (tg_rpc_scan_replies(b->base, b->len, r->replies, r->cap, &num, &batch) == 0)
-            rep = tg__match(r, i, r->replies, num, b->base);
-        if (rep != NULL)
-            tg_sbuf_add(&r->out, b->base + rep->off, rep->len);
-        else
+        body = r->got[r->group[i]].base;
+        if (rep->len == 0)
             tg__error_obj(&r->out, id, id_len, TG_RPC_INTERNAL_ERROR, "the node gave no answer");
+        else if (!tg__known_tx(r, i, body, rep))
+            tg_sbuf_add(&r->out, body + rep->off, rep->len);
     }
     if (r->env.batch)
         tg_sbuf_add(&r->out, "]", 1);

@@ -328,3 +328,23 @@ def test_jsonrpc_metrics(tollgate, nodes):
     assert errors == {"method_not_allowed": 1, "reverted": 1, "parse_error": 1}, errors
     assert m.value("tollgate_jsonrpc_batch_size_count") == 2  # the parse error has no calls
     assert m.value("tollgate_jsonrpc_batch_size_sum") == 4
+
+
+def test_already_known_write_returns_the_hash(tollgate, nodes):
+    """A node that already has a transaction answers "already known": the caller gets the
+    transaction's hash (Keccak-256 of the raw bytes, a vector from ethers), as a success."""
+    raw = ("0x02f87301078459682f008506fc23ac00825208943535353535353535353535353535353535353535880de0b6"
+           "b3a764000080c001a02b85fc755ea20c385d0686fa3c943ce504bef9794a4106545f15f45728186152a06e04"
+           "219535948f1208aac36405a6dadc608749dbc831949c815e594b6f4c5f05")
+    want = "0xbdde58b328b81ff88b3235632514c1b6fc3c4c7ad55e374c98b937a997816589"
+    (n,) = nodes()
+    n.on("eth_sendRawTransaction", error={"code": -32000, "message": "already known"})
+    n.on("eth_chainId", result="0x1")
+    tg = gate(tollgate, rpc_service(n))
+    r, doc = post(tg, call("eth_sendRawTransaction", [raw], id="tx"))
+    assert doc == {"jsonrpc": "2.0", "id": "tx", "result": want}, doc
+    r, doc = post(tg, [call("eth_chainId", id=1), call("eth_sendRawTransaction", [raw], id=2)])
+    report("already known", single=want, batch=doc)
+    assert doc == [{"jsonrpc": "2.0", "id": 1, "result": "0x1"},
+                   {"jsonrpc": "2.0", "id": 2, "result": want}], doc
+    assert n.count("eth_sendRawTransaction") == 2
