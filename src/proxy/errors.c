@@ -49,6 +49,21 @@ size_t tg_error_format(char *out, size_t cap, struct tg_worker *w, int status, c
     return (size_t)hlen + (size_t)blen;
 }
 
+/* tollgate answers instead of a node: false (and the connection closed) when a response is
+ * already under way, since there is no way to take it back. */
+static bool tg__reply_begin(struct tg_txn *t)
+{
+    if (t->res_state != TG_RES_WAIT || t->local_reply) {
+        tg_conn_abort(t->conn);
+        return false;
+    }
+    if (t->up != NULL) {
+        tg_upconn_close(t->up);
+        t->up = NULL;
+    }
+    return true;
+}
+
 /*
  * Replaces whatever the transaction was doing with an error response. Once a response head has
  * gone to the client there is no way to signal an error but to close the connection.
@@ -61,14 +76,8 @@ void tg_txn_respond(struct tg_txn *t, int status, const char *code, const char *
     const char *rpc_id = NULL;
     size_t n, rpc_id_len = 0;
 
-    if (t->res_state != TG_RES_WAIT || t->local_reply) {
-        tg_conn_abort(c);
+    if (!tg__reply_begin(t))
         return;
-    }
-    if (t->up != NULL) {
-        tg_upconn_close(t->up);
-        t->up = NULL;
-    }
     if (t->req_state != TG_REQ_DONE) {
         /* the rest of the request body is still on the wire: it cannot be skipped reliably */
         c->close_after = true;
@@ -121,14 +130,8 @@ void tg_txn_reply(struct tg_txn *t, int status, const char *body, size_t len)
                     (char)('0' + status % 10), ' '};
     const char *reason = tg_http_status_text(status);
 
-    if (t->res_state != TG_RES_WAIT || t->local_reply) {
-        tg_conn_abort(c);
+    if (!tg__reply_begin(t))
         return;
-    }
-    if (t->up != NULL) {
-        tg_upconn_close(t->up);
-        t->up = NULL;
-    }
     if (!t->req.keep_alive || c->worker->draining || t->req_state != TG_REQ_DONE)
         c->close_after = true;
     TG_PUTS(p, end, "HTTP/1.1 ");
@@ -140,21 +143,10 @@ void tg_txn_reply(struct tg_txn *t, int status, const char *body, size_t len)
     if (end - p < 24)
         goto overflow;
     p = tg_put_u64(p, len);
-    TG_PUTS(p, end, "\r\nX-Request-Id: ");
-    TG_PUT(p, end, t->request_id, t->request_id_len);
     TG_PUTS(p, end, "\r\n");
-    if (t->rl_set) {
-        size_t n = tg_txn_ratelimit_headers(t, p, (size_t)(end - p));
-
-        if (n == 0)
-            goto overflow;
-        p += n;
-    }
-    if (c->close_after)
-        TG_PUTS(p, end, "Connection: close\r\n");
-    else if (t->req.minor_version == 0)
-        TG_PUTS(p, end, "Connection: keep-alive\r\n");
-    TG_PUTS(p, end, "\r\n");
+    p = tg_txn_head_end(t, p, end);
+    if (p == NULL)
+        goto overflow;
     t->status = status;
     t->local_reply = true;
     t->res_state = TG_RES_BODY;

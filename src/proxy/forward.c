@@ -559,10 +559,32 @@ static ssize_t tg__res_body_take(struct tg_txn *t, char *p, size_t n, size_t *co
     }
 }
 
+char *tg_txn_head_end(struct tg_txn *t, char *p, char *end)
+{
+    TG_PUTS(p, end, "X-Request-Id: ");
+    TG_PUT(p, end, t->request_id, t->request_id_len);
+    TG_PUTS(p, end, "\r\n");
+    if (t->rl_set) {
+        size_t n = tg_txn_ratelimit_headers(t, p, (size_t)(end - p));
+
+        if (n == 0)
+            goto overflow;
+        p += n;
+    }
+    if (t->conn->close_after)
+        TG_PUTS(p, end, "Connection: close\r\n");
+    else if (t->req.minor_version == 0)
+        TG_PUTS(p, end, "Connection: keep-alive\r\n");
+    TG_PUTS(p, end, "\r\n");
+    return p;
+
+overflow:
+    return NULL;
+}
+
 /* Builds the response head for the client in the response area of the scratch space. */
 static int tg__txn_compose_response(struct tg_txn *t, const char *head, size_t head_len)
 {
-    struct tg_conn *c = t->conn;
     char *start = t->scratch + t->scratch_cap / 2;
     char *end = t->scratch + t->scratch_cap;
     char *p = start;
@@ -581,28 +603,48 @@ static int tg__txn_compose_response(struct tg_txn *t, const char *head, size_t h
     tg__iov_headers(&t->res_out, t->res.headers, t->res.num_headers, head + head_len - 2,
                     tg__res_skip, NULL);
     start = p;
-    TG_PUTS(p, end, "X-Request-Id: ");
-    TG_PUT(p, end, t->request_id, t->request_id_len);
-    TG_PUTS(p, end, "\r\n");
     if (t->res_passthru_chunked)
         TG_PUTS(p, end, "Transfer-Encoding: chunked\r\n");
-    if (t->rl_set) {
-        size_t n = tg_txn_ratelimit_headers(t, p, (size_t)(end - p));
-
-        if (n == 0)
-            goto overflow;
-        p += n;
-    }
-    if (c->close_after)
-        TG_PUTS(p, end, "Connection: close\r\n");
-    else if (t->req.minor_version == 0)
-        TG_PUTS(p, end, "Connection: keep-alive\r\n");
-    TG_PUTS(p, end, "\r\n");
+    p = tg_txn_head_end(t, p, end);
+    if (p == NULL)
+        goto overflow;
     t->res_out.iov[t->res_out.cnt++] = (struct iovec){start, (size_t)(p - start)};
     return 0;
 
 overflow:
     return -1;
+}
+
+/* How the node's response body is read: its length, chunked (decoded in place when the body is
+ * collected or goes to an HTTP/1.0 client, else passed on as chunks), or until the node closes
+ * (and then the client connection closes too, unless the body is collected). */
+static void tg__txn_framing(struct tg_txn *t, bool collect)
+{
+    struct tg_conn *c = t->conn;
+
+    switch (t->res.body_kind) {
+    case TG_BODY_LENGTH:
+        t->res_remaining = t->res.content_length;
+        break;
+    case TG_BODY_CHUNKED:
+        tg_h1_chunked_init(&t->res_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
+        if (collect) {
+            t->res_decode = true;
+        } else if (t->req.minor_version == 0) {
+            t->res_decode = true;
+            c->close_after = true;
+        } else {
+            t->res_passthru_chunked = true;
+        }
+        break;
+    case TG_BODY_CLOSE:
+        t->res_close = true;
+        if (!collect)
+            c->close_after = true;
+        break;
+    default:
+        break;
+    }
 }
 
 /* Hands the node connection back after a complete exchange (closed when it cannot be reused). */
@@ -669,20 +711,7 @@ static void tg__txn_collect_head(struct tg_txn *t, size_t head_len)
     tg_rpc_collect_reset(t);
     t->res_collect = true;
     t->up_status = t->res.status;
-    switch (t->res.body_kind) {
-    case TG_BODY_LENGTH:
-        t->res_remaining = t->res.content_length;
-        break;
-    case TG_BODY_CHUNKED:
-        tg_h1_chunked_init(&t->res_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
-        t->res_decode = true; /* decoded in place as it comes */
-        break;
-    case TG_BODY_CLOSE:
-        t->res_close = true;
-        break;
-    default:
-        break;
-    }
+    tg__txn_framing(t, true);
     t->up->in->start += head_len;
     tg__txn_collect(t);
 }
@@ -707,26 +736,7 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
         tg__txn_collect_head(t, head_len);
         return;
     }
-    switch (t->res.body_kind) {
-    case TG_BODY_LENGTH:
-        t->res_remaining = t->res.content_length;
-        break;
-    case TG_BODY_CHUNKED:
-        tg_h1_chunked_init(&t->res_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
-        if (t->req.minor_version == 0) {
-            t->res_decode = true;
-            c->close_after = true;
-        } else {
-            t->res_passthru_chunked = true;
-        }
-        break;
-    case TG_BODY_CLOSE:
-        t->res_close = true;
-        c->close_after = true;
-        break;
-    default:
-        break;
-    }
+    tg__txn_framing(t, false);
     if (!t->req.keep_alive || c->worker->draining || t->req_state != TG_REQ_DONE)
         c->close_after = true;
     if (tg__txn_compose_response(t, head, head_len) != 0) {

@@ -66,6 +66,16 @@ static const char *const tg__writes[] = {"eth_sendRawTransaction", "eth_sendTran
                                          "eth_sendRawTransactionConditional", "eth_sendBundle",
                                          NULL};
 
+static void tg__rpc_arrays_free(struct tg_rpc_txn *r)
+{
+    free(r->calls);
+    free(r->local);
+    free(r->why);
+    free(r->group);
+    free(r->replies);
+    free(r->span);
+}
+
 static struct tg_rpc_txn *tg__rpc_get(struct tg_worker *w, uint32_t want)
 {
     struct tg_rpc_txn *r = w->free_rpc;
@@ -75,12 +85,7 @@ static struct tg_rpc_txn *tg__rpc_get(struct tg_worker *w, uint32_t want)
     else
         r = tg_calloc(1, sizeof(*r));
     if (r->cap < want) {
-        free(r->calls);
-        free(r->local);
-        free(r->why);
-        free(r->group);
-        free(r->replies);
-        free(r->span);
+        tg__rpc_arrays_free(r);
         r->cap = want;
         r->calls = tg_malloc(want * sizeof(*r->calls));
         r->local = tg_malloc(want * sizeof(*r->local));
@@ -129,12 +134,7 @@ void tg_rpc_worker_dispose(struct tg_worker *w)
             tg_sbuf_dispose(&r->got[g]);
         tg_sbuf_dispose(&r->out);
         tg_sbuf_dispose(&r->fwd);
-        free(r->calls);
-        free(r->local);
-        free(r->why);
-        free(r->group);
-        free(r->replies);
-        free(r->span);
+        tg__rpc_arrays_free(r);
         free(r);
     }
     if (w->rpc_tokens != NULL) {

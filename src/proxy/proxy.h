@@ -395,6 +395,10 @@ const char *tg_conn_peer_text(struct tg_conn *c);
 /* record.c: the outcome of a finished transaction into metrics and the access log */
 void tg_txn_record(struct tg_txn *t);
 
+/* forward.c: the last header lines of a response head to the client (X-Request-Id, the
+ * RateLimit fields, Connection) and the blank line, at p; NULL when they pass end. */
+char *tg_txn_head_end(struct tg_txn *t, char *p, char *end);
+
 /* errors.c */
 /* Answers with body (JSON) and status: tollgate's own reply, e.g. a JSON-RPC answer rebuilt
  * from node replies. body must live until the transaction ends. */

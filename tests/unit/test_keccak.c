@@ -15,32 +15,6 @@
 
 #define EMPTY_HEX "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void to_hex(const uint8_t d[32], char out[65])
-{
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
-static int digest_is(const uint8_t d[32], const char *hex)
-{
-    char got[65];
-
-    to_hex(d, got);
-    if (strcmp(got, hex) != 0) {
-        fprintf(stderr, "digest: expected %s, got %s\n", hex, got);
-        return 0;
-    }
-    return 1;
-}
-
 /* The patterned input the ethers vectors were made from: byte i is (31 * i + 7) mod 256. */
 static void pattern(uint8_t *p, size_t n)
 {
@@ -71,11 +45,11 @@ TEST(test_known_vectors)
     uint8_t d[32];
 
     tg_keccak256("", 0, d);
-    ASSERT(digest_is(d, EMPTY_HEX));
+    ASSERT(unit_digest_is(d, EMPTY_HEX));
     tg_keccak256(NULL, 0, d);
-    ASSERT(digest_is(d, EMPTY_HEX));
+    ASSERT(unit_digest_is(d, EMPTY_HEX));
     tg_keccak256("abc", 3, d);
-    ASSERT(digest_is(d, "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"));
+    ASSERT(unit_digest_is(d, "4e03657aea45a94fc7d47ba826c8d667c0d1e6e33a64a036ec44f58fa12d6c45"));
 }
 
 static const struct {
@@ -105,19 +79,19 @@ TEST(test_block_boundaries)
 
         pattern(buf, n);
         tg_keccak256(buf, n, d);
-        ASSERT(digest_is(d, block_vectors[i].hex));
+        ASSERT(unit_digest_is(d, block_vectors[i].hex));
         pattern(buf + 1, n);
         tg_keccak256(buf + 1, n, d);
-        ASSERT(digest_is(d, block_vectors[i].hex));
+        ASSERT(unit_digest_is(d, block_vectors[i].hex));
 
         len = hex_text(text, buf + 1, n, 1, 0);
         memset(d, 0, sizeof(d));
         ASSERT_EQ(0, tg_keccak256_hex(text, len, d));
-        ASSERT(digest_is(d, block_vectors[i].hex));
+        ASSERT(unit_digest_is(d, block_vectors[i].hex));
         len = hex_text(text, buf + 1, n, 0, 1);
         memset(d, 0, sizeof(d));
         ASSERT_EQ(0, tg_keccak256_hex(text, len, d));
-        ASSERT(digest_is(d, block_vectors[i].hex));
+        ASSERT(unit_digest_is(d, block_vectors[i].hex));
     }
 }
 
@@ -140,8 +114,8 @@ TEST(test_hex_matches_direct)
 
         tg_keccak256(buf, n, want);
         if (tg_keccak256_hex(text, len, got) != 0 || memcmp(want, got, 32) != 0) {
-            to_hex(want, w);
-            to_hex(got, g);
+            unit_hex32(want, w);
+            unit_hex32(got, g);
             UNIT_FAIL("length %zu: expected %s, got %s", n, w, g);
             break;
         }
@@ -195,7 +169,7 @@ TEST(test_transaction_hashes)
 
         memset(d, 0, sizeof(d));
         ASSERT_EQ(0, tg_keccak256_hex(raw, len, d));
-        ASSERT(digest_is(d, transactions[i].hash));
+        ASSERT(unit_digest_is(d, transactions[i].hash));
 
         /* Without the prefix and in upper case, it is the same transaction. */
         ASSERT(len < sizeof(upper));
@@ -203,11 +177,11 @@ TEST(test_transaction_hashes)
             upper[j] = (raw[j] >= 'a' && raw[j] <= 'f') ? (char)(raw[j] - 32) : raw[j];
         memset(d, 0, sizeof(d));
         ASSERT_EQ(0, tg_keccak256_hex(upper + 2, len - 2, d));
-        ASSERT(digest_is(d, transactions[i].hash));
+        ASSERT(unit_digest_is(d, transactions[i].hash));
         upper[1] = 'X';
         memset(d, 0, sizeof(d));
         ASSERT_EQ(0, tg_keccak256_hex(upper, len, d));
-        ASSERT(digest_is(d, transactions[i].hash));
+        ASSERT(unit_digest_is(d, transactions[i].hash));
     }
 }
 
@@ -231,15 +205,15 @@ TEST(test_hex_errors)
 
     /* No digits at all is the empty input. */
     ASSERT_EQ(0, tg_keccak256_hex("0x", 2, d));
-    ASSERT(digest_is(d, EMPTY_HEX));
+    ASSERT(unit_digest_is(d, EMPTY_HEX));
     memset(d, 0, sizeof(d));
     ASSERT_EQ(0, tg_keccak256_hex("0X", 2, d));
-    ASSERT(digest_is(d, EMPTY_HEX));
+    ASSERT(unit_digest_is(d, EMPTY_HEX));
     memset(d, 0, sizeof(d));
     ASSERT_EQ(0, tg_keccak256_hex("", 0, d));
-    ASSERT(digest_is(d, EMPTY_HEX));
+    ASSERT(unit_digest_is(d, EMPTY_HEX));
     ASSERT_EQ(0, tg_keccak256_hex("00", 2, d)); /* a leading 0 without x is a digit */
-    ASSERT(digest_is(d, "bc36789e7a1e281436464229828f817d6612f7b477d66591ff96a9e064bcc98a"));
+    ASSERT(unit_digest_is(d, "bc36789e7a1e281436464229828f817d6612f7b477d66591ff96a9e064bcc98a"));
 
     ASSERT(hex_rejected("0", 1));
     ASSERT(hex_rejected("0x0", 3));
@@ -286,20 +260,20 @@ TEST(test_speed)
     double t0, per_bytes, per_tx;
 
     pattern(in, sizeof(in));
-    t0 = now_s();
+    t0 = unit_now_s();
     for (int i = 0; i < N; i++) {
         in[0] = (uint8_t)i;
         tg_keccak256(in, sizeof(in), d);
         digest_sink ^= d[i & 31];
     }
-    per_bytes = (now_s() - t0) * 1e9 / N;
-    t0 = now_s();
+    per_bytes = (unit_now_s() - t0) * 1e9 / N;
+    t0 = unit_now_s();
     for (int i = 0; i < NTX; i++) {
         if (tg_keccak256_hex(raw, rawlen, d) != 0)
             break;
         digest_sink ^= d[i & 31];
     }
-    per_tx = (now_s() - t0) * 1e9 / NTX;
+    per_tx = (unit_now_s() - t0) * 1e9 / NTX;
     printf("tg_keccak256: %.0f ns per 200-byte hash (hex of a %zu-byte transaction: %.0f ns)\n",
            per_bytes, (rawlen - 2) / 2, per_tx);
     ASSERT(per_bytes < 20000.0); /* loose: only catches something badly wrong, even under ASan */

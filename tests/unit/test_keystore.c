@@ -32,40 +32,14 @@
 
 static char tmpdir[64];
 
-static double now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void to_hex(const uint8_t d[32], char out[65])
-{
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", d[i]);
-}
-
-static int digest_is(const uint8_t d[32], const char *hex)
-{
-    char got[65];
-
-    to_hex(d, got);
-    if (strcmp(got, hex) != 0) {
-        fprintf(stderr, "digest: expected %s, got %s\n", hex, got);
-        return 0;
-    }
-    return 1;
-}
-
 static int digest_of_is(const uint8_t d[32], const char *key)
 {
     uint8_t want[32];
     char hex[65];
 
     tg_sha256(key, strlen(key), want);
-    to_hex(want, hex);
-    return digest_is(d, hex);
+    unit_hex32(want, hex);
+    return unit_digest_is(d, hex);
 }
 
 /* ---- SHA-256 ------------------------------------------------------------------------------ */
@@ -75,13 +49,13 @@ TEST(test_digest_vectors)
     uint8_t d[32];
 
     tg_sha256("abc", 3, d);
-    ASSERT(digest_is(d, ABC_HEX));
+    ASSERT(unit_digest_is(d, ABC_HEX));
     tg_sha256("", 0, d);
-    ASSERT(digest_is(d, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+    ASSERT(unit_digest_is(d, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
     tg_sha256("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", 56, d);
-    ASSERT(digest_is(d, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
+    ASSERT(unit_digest_is(d, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"));
     tg_sha256("abc", 3, d); /* the reused context starts over */
-    ASSERT(digest_is(d, ABC_HEX));
+    ASSERT(unit_digest_is(d, ABC_HEX));
 }
 
 struct digest_thread {
@@ -97,7 +71,7 @@ static void *digest_thread_main(void *arg)
     dt->ok = 1;
     for (int i = 0; i < 2000; i++) {
         tg_sha256("abc", 3, d);
-        if (!digest_is(d, ABC_HEX)) {
+        if (!unit_digest_is(d, ABC_HEX)) {
             dt->ok = 0;
             break;
         }
@@ -129,19 +103,19 @@ TEST(test_digest_speed)
     unsigned int n;
     double t0, per_reused, per_oneshot;
 
-    t0 = now_s();
+    t0 = unit_now_s();
     for (int i = 0; i < N; i++) {
         tg_sha256(key, 32, d);
         digest_sink ^= d[i & 31];
     }
-    per_reused = (now_s() - t0) * 1e6 / N;
+    per_reused = (unit_now_s() - t0) * 1e6 / N;
     /* For comparison: the one-shot call that looks the algorithm up and allocates every time. */
-    t0 = now_s();
+    t0 = unit_now_s();
     for (int i = 0; i < N; i++) {
         EVP_Digest(key, 32, d, &n, EVP_sha256(), NULL);
         digest_sink ^= d[i & 31];
     }
-    per_oneshot = (now_s() - t0) * 1e6 / N;
+    per_oneshot = (unit_now_s() - t0) * 1e6 / N;
     printf("tg_key_digest: %.3f us per 32-byte key (EVP_Digest one-shot: %.3f us)\n", per_reused,
            per_oneshot);
     ASSERT(per_reused < 20.0); /* loose: only catches something badly wrong, even under ASan */
@@ -153,13 +127,13 @@ TEST(test_parse_digest)
     char upper[80];
 
     ASSERT_EQ(0, tg_key_parse_digest("sha256:" ABC_HEX, 71, d));
-    ASSERT(digest_is(d, ABC_HEX));
+    ASSERT(unit_digest_is(d, ABC_HEX));
     snprintf(upper, sizeof(upper), "sha256:%s", ABC_HEX);
     for (char *p = upper + 7; *p; p++)
         if (*p >= 'a' && *p <= 'f')
             *p -= 32;
     ASSERT_EQ(0, tg_key_parse_digest(upper, strlen(upper), d));
-    ASSERT(digest_is(d, ABC_HEX));
+    ASSERT(unit_digest_is(d, ABC_HEX));
 
     ASSERT_EQ(-1, tg_key_parse_digest("sha256:", 7, d));
     ASSERT_EQ(-1, tg_key_parse_digest("sha256:" ABC_HEX, 70, d));     /* 63 digits */
@@ -258,7 +232,7 @@ static void check_keys_rows(const struct tg_keystore_result *r)
     ASSERT(digest_of_is(r->rows[0].digest, "plain-key-1"));
     ASSERT_STREQ("acme", r->rows[0].consumer);
     ASSERT_STREQ("gold", r->rows[0].plan);
-    ASSERT(digest_is(r->rows[1].digest, ABC_HEX));
+    ASSERT(unit_digest_is(r->rows[1].digest, ABC_HEX));
     ASSERT_STREQ("bob@example.com", r->rows[1].consumer);
     ASSERT_STREQ("", r->rows[1].plan);
     ASSERT(digest_of_is(r->rows[2].digest, "SHA256-like but plain"));
@@ -445,9 +419,9 @@ TEST(test_sqlite_locked)
     db_url(url, sizeof(url), "locked.db");
     ASSERT_EQ(SQLITE_OK, sqlite3_open_v2(path, &w, SQLITE_OPEN_READWRITE, NULL));
     ASSERT_EQ(SQLITE_OK, sqlite3_exec(w, "BEGIN EXCLUSIVE", NULL, NULL, NULL));
-    t0 = now_s();
+    t0 = unit_now_s();
     ASSERT_EQ(-1, tg_keystore_load(url, "api_keys", 100, &r, err, sizeof(err)));
-    took = now_s() - t0;
+    took = unit_now_s() - t0;
     ASSERT(strstr(err, "locked") != NULL);
     if (took < 0.8 || took > 3.0)
         UNIT_FAIL("a locked database failed after %.2fs, want about 1s", took);
@@ -537,10 +511,10 @@ static void *timed_load_main(void *arg)
 {
     struct timed_load *tl = arg;
     struct tg_keystore_result r;
-    double t0 = now_s();
+    double t0 = unit_now_s();
 
     tl->rc = tg_keystore_load(tl->url, "api_keys", 100, &r, tl->err, sizeof(tl->err));
-    tl->took = now_s() - t0;
+    tl->took = unit_now_s() - t0;
     if (tl->rc == 0)
         tg_keystore_result_free(&r);
     return NULL;
@@ -615,7 +589,7 @@ static void pg_check_rows(const char *url, const char *table)
         ASSERT(digest_of_is(r.rows[0].digest, "plain-key-1"));
         ASSERT_STREQ("acme", r.rows[0].consumer);
         ASSERT_STREQ("gold", r.rows[0].plan);
-        ASSERT(digest_is(r.rows[1].digest, ABC_HEX));
+        ASSERT(unit_digest_is(r.rows[1].digest, ABC_HEX));
         ASSERT_STREQ("bob@example.com", r.rows[1].consumer);
         ASSERT_STREQ("", r.rows[1].plan);
     }
@@ -642,9 +616,9 @@ TEST(test_pg_table)
     ASSERT(strstr(err, "more than 3 rows") != NULL);
 
     err[0] = '\0';
-    t0 = now_s();
+    t0 = unit_now_s();
     ASSERT_EQ(-1, tg_keystore_load(url, "slow_keys", 100, &r, err, sizeof(err)));
-    took = now_s() - t0;
+    took = unit_now_s() - t0;
     printf("postgres slow_keys: failed after %.2fs: %s\n", took, err);
     ASSERT(strstr(err, "statement timeout") != NULL);
     if (took < 4.5 || took > 6.5)
@@ -663,9 +637,9 @@ TEST(test_pg_down)
 
     if (url == NULL || *url == '\0')
         return;
-    t0 = now_s();
+    t0 = unit_now_s();
     ASSERT_EQ(-1, tg_keystore_load(url, "api_keys", 100, &r, err, sizeof(err)));
-    took = now_s() - t0;
+    took = unit_now_s() - t0;
     printf("postgres down: failed after %.2fs: %s\n", took, err);
     ASSERT(err[0] != '\0' && strchr(err, '\n') == NULL);
     if (took > 4.0)

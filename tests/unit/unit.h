@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static int unit_passed, unit_failed, unit_current_failed;
 
@@ -61,6 +62,35 @@ static int unit_passed, unit_failed, unit_current_failed;
         if (strlen(e_) != l_ || (l_ != 0 && memcmp(e_, (base), l_) != 0))                          \
             UNIT_FAIL("expected \"%s\", got \"%.*s\"", e_, (int)l_, (const char *)(base));         \
     } while (0)
+
+/* Seconds on the monotonic clock, for the timing lines some tests print. */
+static inline double unit_now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A 32-byte digest as 64 lowercase hex digits. */
+static inline void unit_hex32(const uint8_t d[32], char out[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Whether digest d is the hex text given; prints both when not. */
+static inline int unit_digest_is(const uint8_t d[32], const char *hex)
+{
+    char got[65];
+
+    unit_hex32(d, got);
+    if (strcmp(got, hex) != 0) {
+        fprintf(stderr, "digest: expected %s, got %s\n", hex, got);
+        return 0;
+    }
+    return 1;
+}
 
 static inline int unit_report(void)
 {
