@@ -290,6 +290,7 @@ struct tg_config {
     struct tg_limits_conf limits;
     tg_msec_t drain_delay;      /* shutdown.drain_delay, 5s */
     tg_msec_t shutdown_timeout; /* shutdown.timeout, 25s */
+    tg_msec_t ws_idle_timeout;  /* websocket.idle_timeout, 5m: a tunnel with no byte either way */
     uint8_t log_level;          /* log.level, info */
     bool access_log;            /* log.access.enabled, true */
     double access_sample;       /* log.access.sample, 1.0 */

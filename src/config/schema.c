@@ -185,6 +185,18 @@ static const struct tg_conf_key shutdown_keys[] = {
 };
 static const struct tg_conf_section shutdown_section = TG_CONF_SECTION("shutdown", shutdown_keys);
 
+static const struct tg_conf_key websocket_keys[] = {
+    {.name = "idle_timeout",
+     .type = TG_CT_DURATION,
+     .offset = OFF(ws_idle_timeout),
+     .def = "5m",
+     .min = 1,
+     .max = 86400000,
+     .why_min = "a tunnel would close at once"},
+};
+static const struct tg_conf_section websocket_section =
+    TG_CONF_SECTION("websocket", websocket_keys);
+
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
 static const struct tg_conf_key access_keys[] = {
@@ -351,6 +363,7 @@ static const struct tg_conf_key top_keys[] = {
     {.name = "admin", .type = TG_CT_SECTION, .sub = &admin_section},
     {.name = "limits", .type = TG_CT_SECTION, .offset = OFF(limits), .sub = &limits_section},
     {.name = "shutdown", .type = TG_CT_SECTION, .sub = &shutdown_section},
+    {.name = "websocket", .type = TG_CT_SECTION, .sub = &websocket_section},
     {.name = "log", .type = TG_CT_SECTION, .sub = &log_section},
     {.name = "trusted_proxies", .type = TG_CT_CUSTOM, .parse = parse_trusted},
     {.name = "dns", .type = TG_CT_SECTION, .sub = &dns_section},

@@ -537,6 +537,16 @@ void tg_prometheus_render(struct tg_sbuf *out)
     tg__admission(out, ms, n);
     tg__identity(out, ms, n);
     tg__jsonrpc(out, ms, n);
+    tg__scalar(out, "tollgate_websocket_connections", "gauge",
+               "WebSocket tunnels open now (the node answered 101).",
+               (double)(TG_SUM(ws_opened) - TG_SUM(ws_closed)));
+    tg__family(out, "tollgate_websocket_bytes_total", "counter",
+               "Bytes through WebSocket tunnels that closed, from (in) and to (out) clients.");
+    tg_sbuf_printf(out,
+                   "tollgate_websocket_bytes_total{direction=\"in\"} %llu\n"
+                   "tollgate_websocket_bytes_total{direction=\"out\"} %llu\n",
+                   (unsigned long long)TG_SUM(ws_bytes_in),
+                   (unsigned long long)TG_SUM(ws_bytes_out));
     tg__scalar(out, "tollgate_upstream_connect_errors_total", "counter",
                "Failed or timed-out connects to nodes, and resets before a response.",
                (double)TG_SUM(upstream_connect_errors));

@@ -92,6 +92,11 @@ void tg_txn_free(struct tg_txn *t)
         tg_txn_record(t);
     if (t->rpc != NULL)
         tg_rpc_txn_free(t);
+    if (t->tunnel) {
+        w->stats.ws_closed++;
+        w->stats.ws_bytes_in += t->req_body_bytes;
+        w->stats.ws_bytes_out += t->bytes_out;
+    }
     tg_worker_runtime_done(w, t->rt);
     t->next_free = w->free_txns;
     w->free_txns = t;
@@ -286,6 +291,8 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     }
     if (t->req.body_kind == TG_BODY_CHUNKED)
         TG_PUTS(p, end, "\r\nTransfer-Encoding: chunked");
+    if (t->ws) /* hop-by-hop, so dropped above: the upgrade is asked again, for this hop */
+        TG_PUTS(p, end, "\r\nConnection: Upgrade\r\nUpgrade: websocket");
     if (skip.length) {
         char *q;
 
@@ -760,6 +767,70 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
     t->res_state = TG_RES_HEAD;
 }
 
+/* Whether the request asks for a WebSocket: GET, HTTP/1.1, no body, "Upgrade: websocket" named
+ * in Connection. Other upgrades (h2c...) are not passed on: the request goes as a plain one. */
+static bool tg__txn_wants_ws(const struct tg_txn *t)
+{
+    if (!t->req.upgrade || t->req.method_id != TG_METHOD_GET || t->req.minor_version != 1 ||
+        t->req.body_kind != TG_BODY_NONE)
+        return false;
+    for (size_t i = 0; i < t->req.num_headers; i++) {
+        const struct tg_http_header *h = &t->req.headers[i];
+
+        if (h->id == TG_HDR_UPGRADE && h->value.len == 9 &&
+            strncasecmp(h->value.base, "websocket", 9) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The node switched protocols: its 101 head, without hop-by-hop fields, and whatever it sent
+ * after it go to the client, then the tunnel runs. Returns -1 when the 101 is not a WebSocket
+ * answer or the head does not fit. */
+static int tg__txn_switch(struct tg_txn *t, size_t head_len)
+{
+    struct tg_buf *in = t->up->in;
+    const char *head = in->base + in->start;
+    char *start = t->scratch + t->scratch_cap / 2;
+    char *end = t->scratch + t->scratch_cap;
+    char *p = start;
+    bool websocket = false;
+
+    for (size_t i = 0; i < t->res.num_headers; i++) {
+        const struct tg_http_header *h = &t->res.headers[i];
+
+        websocket |= h->id == TG_HDR_UPGRADE && h->value.len == 9 &&
+                     strncasecmp(h->value.base, "websocket", 9) == 0;
+    }
+    if (!websocket)
+        return -1;
+    t->res_out.off = t->res_out.cnt = 0;
+    TG_PUTS(p, end, "HTTP/1.1 101 Switching Protocols\r\n");
+    t->res_out.iov[t->res_out.cnt++] = (struct iovec){start, (size_t)(p - start)};
+    tg__iov_headers(&t->res_out, t->res.headers, t->res.num_headers, head + head_len - 2,
+                    tg__res_skip, NULL);
+    start = p;
+    TG_PUTS(p, end, "Upgrade: websocket\r\nConnection: Upgrade\r\nX-Request-Id: ");
+    TG_PUT(p, end, t->request_id, t->request_id_len);
+    TG_PUTS(p, end, "\r\n\r\n");
+    t->res_out.iov[t->res_out.cnt++] = (struct iovec){start, (size_t)(p - start)};
+    if (tg_buf_len(in) > head_len)
+        t->res_out.iov[t->res_out.cnt++] =
+            (struct iovec){in->base + in->start + head_len, tg_buf_len(in) - head_len};
+    t->status = t->up_status = 101;
+    t->up_end_us = tg_loop_now_us(t->conn->worker->loop);
+    t->conn->worker->stats.responses_by_class[1]++;
+    if (tg_buf_room(t->conn->in) < TG_BUF_SIZE / 4) {
+        t->keep_in = t->head_len + TG_BUF_SIZE / 2; /* room for frames after the head */
+        tg_txn_hold_room(t);
+    }
+    tg_tunnel_start(t);
+    return 0;
+
+overflow:
+    return -1;
+}
+
 /* Parses what the node sent so far as a response head; acts once it is complete. */
 static void tg__txn_parse_head(struct tg_txn *t)
 {
@@ -779,6 +850,8 @@ static void tg__txn_parse_head(struct tg_txn *t)
         if (t->res.status >= 200)
             break;
         if (t->res.status == 101) {
+            if (t->ws && tg__txn_switch(t, (size_t)n) == 0)
+                return;
             tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
                                   "unexpected protocol switch");
             return;
@@ -928,6 +1001,10 @@ void tg_txn_run(struct tg_txn *t)
 {
     struct tg_conn *c = t->conn;
 
+    if (t->tunnel) {
+        tg_tunnel_run(t);
+        return;
+    }
     if (t->buffering) {
         tg__txn_buffer_body(t);
         return;
@@ -1012,7 +1089,7 @@ static void tg__rebase(struct tg_str *s, uintptr_t from, size_t len, char *to)
 
 /* Makes conn->in big enough to hold the whole request (keep_in bytes from its start); the
  * parsed head points into it, so those pointers follow when the buffer moves. */
-static void tg__txn_hold_room(struct tg_txn *t)
+void tg_txn_hold_room(struct tg_txn *t)
 {
     struct tg_conn *c = t->conn;
     uintptr_t from = (uintptr_t)c->in->base;
@@ -1372,7 +1449,7 @@ static void tg__txn_hold_body(struct tg_txn *t, const struct tg_route_captures *
         tg__txn_body_ready(t, caps);
         return;
     }
-    tg__txn_hold_room(t);
+    tg_txn_hold_room(t);
     t->buffering = true;
     t->req_state = TG_REQ_BODY;
     if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len && tg__txn_continue(t) != 0)
@@ -1384,7 +1461,10 @@ static void tg__txn_hold_body(struct tg_txn *t, const struct tg_route_captures *
 /* A JSON-RPC route reads a POST body whole, up to jsonrpc.max_body. */
 static void tg__txn_rpc_proceed(struct tg_txn *t)
 {
-    if (t->req.method_id != TG_METHOD_POST)
+    if (t->ws) /* frames must be read to apply policies and limits per call */
+        tg_txn_respond_error(t, 501, "not_implemented",
+                             "WebSocket is not supported on JSON-RPC routes yet");
+    else if (t->req.method_id != TG_METHOD_POST)
         tg_txn_respond_error(t, 405, "method_not_allowed", "JSON-RPC calls are POST requests");
     else if (t->req.body_kind != TG_BODY_LENGTH)
         tg_txn_respond_error(t, 411, "length_required",
@@ -1485,6 +1565,7 @@ void tg_txn_start(struct tg_txn *t)
         c->close_after = true;
     if (t->req.body_kind == TG_BODY_NONE)
         t->req_state = TG_REQ_DONE;
+    t->ws = tg__txn_wants_ws(t);
     if (t->req.method_id == TG_METHOD_CONNECT || t->req.path.len == 0 ||
         t->req.path.base[0] != '/') {
         tg_txn_respond_error(t, 405, "method_not_allowed", "tollgate does not tunnel");

@@ -113,6 +113,8 @@ static void tg__conn_on_timer(struct tg_loop *loop, struct tg_timer *timer)
         c->close_after = true;
         tg_txn_respond_error(c->txn, 408, "request_timeout",
                              "the request head was not received in time");
+    } else if (c->phase == TG_CONN_TXN && c->txn != NULL && c->txn->tunnel) {
+        tg_conn_abort(c); /* websocket.idle_timeout without a byte either way */
     } else if (c->phase == TG_CONN_TXN && c->txn != NULL && c->txn->req_state != TG_REQ_BODY &&
                c->txn->res_out.off == c->txn->res_out.cnt) {
         /* a stale timer: nothing is awaited from the client any more */

@@ -353,6 +353,8 @@ static void tg__worker_drain_check(struct tg_loop *loop, struct tg_timer *t)
             c->drain_seen = true; /* accepted from the backlog at drain: its request may follow */
         else if (c->phase == TG_CONN_HANDSHAKE)
             tg_conn_abort(c);
+        else if (c->phase == TG_CONN_TXN && c->txn != NULL && c->txn->tunnel)
+            tg_conn_abort(c); /* a WebSocket never ends on its own: its client reconnects */
     }
     if (w->conns == NULL) {
         tg_loop_stop(loop);

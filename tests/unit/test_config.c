@@ -698,15 +698,19 @@ TEST(key_errors)
                   "'idle_timeout'?); valid keys: max_request_line, max_header_bytes, max_headers, "
                   "max_body, header_timeout, idle_timeout, body_timeout, send_timeout, "
                   "max_connections");
-    EXPECT_ERRORS(MIN_LISTEN "password: x\n",
-                  "t.yaml:2:1: unknown key 'password' in the top level; valid keys: workers, "
-                  "listen, admin, limits, shutdown, log, trusted_proxies, dns, services, routes, "
-                  "plans, consumers, anonymous, keys, ratelimit");
+    EXPECT_ERRORS(
+        MIN_LISTEN "password: x\n",
+        "t.yaml:2:1: unknown key 'password' in the top level; valid keys: workers, "
+        "listen, admin, limits, shutdown, websocket, log, trusted_proxies, dns, services, "
+        "routes, "
+        "plans, consumers, anonymous, keys, ratelimit");
     EXPECT_ERRORS("workers: 2\n", "t.yaml:1:1: the top level is missing the required key 'listen'");
-    EXPECT_ERRORS(MIN_LISTEN "\"a\\nb\\e\": 1\n",
-                  "t.yaml:2:1: unknown key 'a?b?' in the top level; valid keys: workers, listen, "
-                  "admin, limits, shutdown, log, trusted_proxies, dns, services, routes, plans, "
-                  "consumers, anonymous, keys, ratelimit");
+    EXPECT_ERRORS(
+        MIN_LISTEN "\"a\\nb\\e\": 1\n",
+        "t.yaml:2:1: unknown key 'a?b?' in the top level; valid keys: workers, listen, "
+        "admin, limits, shutdown, websocket, log, trusted_proxies, dns, services, routes, "
+        "plans, "
+        "consumers, anonymous, keys, ratelimit");
     EXPECT_ERRORS("listen: []\n",
                   "t.yaml:1:9: listen: at least one address is needed, like - addr: 0.0.0.0:8080");
     EXPECT_ERRORS("listen:\n  - adr: 1.2.3.4:80\n",

@@ -1,0 +1,284 @@
+"""WebSocket tunnels (issue 6, DESIGN §9.15): an upgrade goes to the node, and only its 101 turns
+the request into a two-way byte pipe; idle tunnels close after websocket.idle_timeout; either
+side closing closes the other; a 101 that is not a WebSocket answer is a 502; JSON-RPC routes
+refuse upgrades until their frames are parsed; ethers' WebSocketProvider gets anvil's blocks
+through a tunnel.
+
+The node here is a small WebSocket echo server written on tglib.upstream (handshake by hand,
+frames unmasked as RFC 6455 says), and the client writes its frames by hand, so every byte is
+visible to the test.
+"""
+
+import base64
+import hashlib
+import os
+import socket
+import struct
+import time
+
+import pytest
+
+from tglib import Upstream, response, service
+from tglib.net import wait_until
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def report(title, **numbers):
+    print(f"\n[{title}] " + ", ".join(f"{k}={v}" for k, v in numbers.items()))
+
+
+def accept_for(key):
+    return base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
+
+
+def frame(payload, opcode=1, mask=True):
+    """One final frame; masked as a client must."""
+    head = bytes([0x80 | opcode])
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    elif n < 65536:
+        head += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([m | 127]) + struct.pack(">Q", n)
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def read_exact(sock, n):
+    out = b""
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise EOFError(f"closed after {len(out)} of {n} bytes")
+        out += chunk
+    return out
+
+
+def read_frame(sock):
+    """(opcode, payload) of one frame, unmasking when masked."""
+    b0, b1 = read_exact(sock, 2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", read_exact(sock, 2))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", read_exact(sock, 8))[0]
+    key = read_exact(sock, 4) if b1 & 0x80 else None
+    data = read_exact(sock, n)
+    if key:
+        data = bytes(b ^ key[i % 4] for i, b in enumerate(data))
+    return b0 & 0x0F, data
+
+
+def echo_node(seen):
+    """A handler that accepts WebSocket upgrades and echoes text frames back, prefixed "echo:";
+    a close frame is answered with a close frame and the connection closed."""
+    def handler(req, conn):
+        key = req.header("sec-websocket-key")
+        if req.header("upgrade", "").lower() != "websocket" or key is None:
+            return response(400, b"not a websocket request")
+        seen.append(req)
+        conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key).encode() +
+                  b"\r\n\r\n")
+        conn.sock.settimeout(10)
+        try:
+            while True:
+                op, data = read_frame(conn.sock)
+                if op == 8:
+                    conn.send(frame(data, 8, mask=False))
+                    break
+                conn.send(frame(b"echo:" + data, 1, mask=False))
+        except (EOFError, OSError):
+            pass
+        conn.close()
+        return None
+    return handler
+
+
+def upgrade(addr, path="/ws", extra=b"", timeout=5):
+    """Connects and asks for a WebSocket; returns (socket, status, head text, key)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    s = socket.create_connection(addr, timeout=timeout)
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\n"
+              f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+              f"Sec-WebSocket-Version: 13\r\n\r\n".encode() + extra)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = s.recv(1)
+        if not chunk:
+            break
+        head += chunk
+    text = head.decode("latin-1")
+    status = int(text.split(" ", 2)[1]) if text.startswith("HTTP/1.1 ") else 0
+    return s, status, text, key
+
+
+def header_of(head, name):
+    for line in head.split("\r\n")[1:]:
+        if ":" in line and line.split(":", 1)[0].strip().lower() == name:
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def ws_gate(tollgate, up, **top):
+    return tollgate(services={"up": service(up.url)},
+                    routes=[{"name": "ws", "match": {"path": "/ws"}, "service": "up"}], **top)
+
+
+def test_echo_through_a_tunnel(tollgate):
+    seen = []
+    with Upstream(echo_node(seen)) as up:
+        tg = ws_gate(tollgate, up)
+        s, status, head, key = upgrade(tg.addr)
+        assert status == 101, head
+        assert header_of(head, "sec-websocket-accept") == accept_for(key), head
+        assert header_of(head, "upgrade").lower() == "websocket", head
+        assert header_of(head, "x-request-id"), head
+        got = []
+        for msg in (b"one", b"two" * 1000, os.urandom(70000).hex().encode()):
+            s.sendall(frame(msg))
+            op, data = read_frame(s)
+            got.append(data == b"echo:" + msg)
+        s.sendall(frame(struct.pack(">H", 1000), 8))
+        op, data = read_frame(s)
+        assert op == 8
+        assert s.recv(1) == b"", "the tunnel stayed open after the node closed"
+        s.close()
+        assert got == [True, True, True], got
+        fwd = seen[0]
+        assert fwd.header("connection").lower() == "upgrade", fwd.head
+        assert fwd.header("sec-websocket-key") == key
+        wait_until(lambda: tg.metrics().value("tollgate_websocket_connections") == 0, 3,
+                   what="the tunnel gauge back to 0")
+        m = tg.metrics()
+        bytes_in = m.value("tollgate_websocket_bytes_total", direction="in")
+        bytes_out = m.value("tollgate_websocket_bytes_total", direction="out")
+        report("echo", bytes_in=bytes_in, bytes_out=bytes_out)
+        assert bytes_in > 140000 and bytes_out > 140000, (bytes_in, bytes_out)
+
+
+def test_frames_sent_with_the_upgrade_are_kept(tollgate):
+    seen = []
+    with Upstream(echo_node(seen)) as up:
+        tg = ws_gate(tollgate, up)
+        s, status, head, _ = upgrade(tg.addr, extra=frame(b"early"))
+        assert status == 101, head
+        assert read_frame(s) == (1, b"echo:early")
+        s.close()
+
+
+def test_idle_tunnel_is_closed(tollgate):
+    seen = []
+    with Upstream(echo_node(seen)) as up:
+        tg = ws_gate(tollgate, up, websocket={"idle_timeout": "300ms"})
+        s, status, head, _ = upgrade(tg.addr)
+        assert status == 101
+        s.sendall(frame(b"x"))
+        assert read_frame(s) == (1, b"echo:x")
+        t0 = time.monotonic()
+        s.settimeout(5)
+        assert s.recv(1) == b""
+        idle = time.monotonic() - t0
+        report("idle", closed_after_s=round(idle, 3))
+        assert 0.25 <= idle <= 1.5, idle
+
+
+def test_client_closing_closes_the_node_side(tollgate):
+    seen = []
+    closed = []
+
+    def handler(req, conn):
+        key = req.header("sec-websocket-key")
+        conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key).encode() +
+                  b"\r\n\r\n")
+        conn.sock.settimeout(5)
+        try:
+            closed.append(conn.sock.recv(10) == b"")
+        except OSError:
+            closed.append(True)
+        return None
+
+    with Upstream(handler) as up:
+        tg = ws_gate(tollgate, up)
+        s, status, head, _ = upgrade(tg.addr)
+        assert status == 101
+        s.close()
+        wait_until(lambda: closed, 3, what="the node side to close")
+        assert closed == [True]
+
+
+def test_refused_and_odd_upgrades(tollgate):
+    def handler(req, conn):
+        if req.target == "/ws/plain":
+            return response(200, b"no upgrade here")
+        return (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n")
+
+    with Upstream(handler) as up:
+        tg = tollgate(services={"up": service(up.url)},
+                      routes=[{"name": "ws", "match": {"path": "/ws/"}, "service": "up"}])
+        s, status, head, _ = upgrade(tg.addr, "/ws/plain")
+        assert status == 200, head  # the node said no: a normal answer, no tunnel
+        s.close()
+        s, status, head, _ = upgrade(tg.addr, "/ws/odd")
+        assert status == 502, head  # 101 to something that is not a WebSocket
+        s.close()
+
+
+def test_jsonrpc_routes_refuse_upgrades_for_now(tollgate):
+    with Upstream(lambda req, conn: response(200, b"{}")) as up:
+        svc = service(up.url)
+        svc["kind"] = "jsonrpc"
+        tg = tollgate(services={"eth": svc},
+                      routes=[{"name": "rpc", "match": {"path": "/ws"}, "service": "eth"}])
+        s, status, head, _ = upgrade(tg.addr)
+        s.close()
+        assert status == 501, head
+        assert up.requests == [], "the upgrade reached the node"
+
+
+def test_ethers_websocket_provider_through_a_tunnel(tollgate, tmp_path):
+    """ethers' WebSocketProvider subscribed to "block" through tollgate gets every block anvil
+    mines (one a second), in order."""
+    from tglib.anvil import Anvils
+    from tglib.ethers import require_ethers, run_ethers
+
+    require_ethers()
+    anvils = Anvils(str(tmp_path))
+    try:
+        (a,) = anvils(1, block_time=1)
+        tg = tollgate(services={"chain": {"nodes": [{"url": a.url}]}},
+                      routes=[{"name": "ws", "match": {"path": "/ws"}, "service": "chain",
+                               "rewrite": {"path": "/"}}])
+        doc = run_ethers("ws", f"ws://{tg.addr[0]}:{tg.addr[1]}/ws", 6, timeout=30)
+        blocks = [b["number"] for b in doc["blocks"]]
+        report("ethers ws", blocks=blocks, close=doc.get("close"))
+        assert len(blocks) >= 4, doc
+        assert blocks == list(range(blocks[0], blocks[0] + len(blocks))), blocks
+    finally:
+        anvils.close()
+
+
+def test_drain_closes_tunnels_and_exits_clean(tollgate):
+    """SIGTERM: a WebSocket never ends on its own, so draining closes open tunnels (their
+    clients reconnect elsewhere) instead of holding the process until shutdown.timeout."""
+    import signal
+
+    seen = []
+    with Upstream(echo_node(seen)) as up:
+        tg = ws_gate(tollgate, up, shutdown={"drain_delay": "0s", "timeout": "5s"})
+        s, status, head, _ = upgrade(tg.addr)
+        assert status == 101
+        t0 = time.monotonic()
+        tg.signal(signal.SIGTERM)
+        s.settimeout(5)
+        assert s.recv(1) == b""
+        code = tg.proc.wait(5)
+        took = time.monotonic() - t0
+        report("drain", tunnel_closed_and_exit_s=round(took, 3), exit=code)
+        assert code == 0 and took < 2.0, (code, took)
