@@ -291,6 +291,7 @@ struct tg_config {
     tg_msec_t drain_delay;      /* shutdown.drain_delay, 5s */
     tg_msec_t shutdown_timeout; /* shutdown.timeout, 25s */
     tg_msec_t ws_idle_timeout;  /* websocket.idle_timeout, 5m: a tunnel with no byte either way */
+    uint64_t ws_max_message;    /* websocket.max_message, 1mb: a JSON-RPC message over WebSocket */
     uint8_t log_level;          /* log.level, info */
     bool access_log;            /* log.access.enabled, true */
     double access_sample;       /* log.access.sample, 1.0 */

@@ -193,6 +193,12 @@ static const struct tg_conf_key websocket_keys[] = {
      .min = 1,
      .max = 86400000,
      .why_min = "a tunnel would close at once"},
+    {.name = "max_message",
+     .type = TG_CT_SIZE,
+     .offset = OFF(ws_max_message),
+     .def = "1mb",
+     .min = 128,
+     .max = 64ull << 20},
 };
 static const struct tg_conf_section websocket_section =
     TG_CONF_SECTION("websocket", websocket_keys);

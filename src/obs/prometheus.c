@@ -547,6 +547,13 @@ void tg_prometheus_render(struct tg_sbuf *out)
                    "tollgate_websocket_bytes_total{direction=\"out\"} %llu\n",
                    (unsigned long long)TG_SUM(ws_bytes_in),
                    (unsigned long long)TG_SUM(ws_bytes_out));
+    tg__family(out, "tollgate_websocket_messages_total", "counter",
+               "JSON-RPC WebSocket messages from (in) and to (out) clients.");
+    tg_sbuf_printf(out,
+                   "tollgate_websocket_messages_total{direction=\"in\"} %llu\n"
+                   "tollgate_websocket_messages_total{direction=\"out\"} %llu\n",
+                   (unsigned long long)TG_SUM(ws_messages_in),
+                   (unsigned long long)TG_SUM(ws_messages_out));
     tg__scalar(out, "tollgate_upstream_connect_errors_total", "counter",
                "Failed or timed-out connects to nodes, and resets before a response.",
                (double)TG_SUM(upstream_connect_errors));

@@ -145,7 +145,8 @@ static void tg__iov_headers(struct tg_iovq *q, const struct tg_http_header *h, s
 struct tg__req_skip {
     bool trusted;
     bool drop_trace;
-    bool length; /* the body is composed here: its Content-Length is ours */
+    bool length;        /* the body is composed here: its Content-Length is ours */
+    bool no_extensions; /* JSON-RPC WebSocket: frames are read here, so no compression */
     const struct tg_http_header *credential; /* the API key or token header: never forwarded */
 };
 
@@ -169,6 +170,9 @@ static bool tg__req_skip(const struct tg_http_header *h, void *arg)
         return s->drop_trace;
     case TG_HDR_CONTENT_LENGTH:
         return s->length;
+    case TG_HDR_OTHER:
+        return s->no_extensions && h->name.len == 24 &&
+               strncasecmp(h->name.base, "sec-websocket-extensions", 24) == 0;
     default:
         return false;
     }
@@ -211,7 +215,9 @@ static int tg__txn_compose_request(struct tg_txn *t, struct tg_str path,
     struct tg__req_skip skip = {
         .trusted = tg_runtime_trusted(rt, &c->peer),
         .drop_trace = t->trace_drop,
-        .length = t->rpc != NULL && tg_rpc_body(t).base != c->in->base + c->in->start + t->head_len,
+        .length = t->rpc != NULL && !t->ws &&
+                  tg_rpc_body(t).base != c->in->base + c->in->start + t->head_len,
+        .no_extensions = t->ws && route->rpc != NULL,
         .credential = t->cred_header ? &t->req.headers[t->cred_header - 1] : NULL};
     const char *peer;
     ssize_t n;
@@ -739,7 +745,7 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
         return; /* the node's answer is dropped; another node gets the request */
     if (!t->res.keep_alive)
         t->up_reusable = false;
-    if (t->rpc != NULL) {
+    if (t->rpc != NULL && !t->ws) {
         tg__txn_collect_head(t, head_len);
         return;
     }
@@ -1461,9 +1467,8 @@ static void tg__txn_hold_body(struct tg_txn *t, const struct tg_route_captures *
 /* A JSON-RPC route reads a POST body whole, up to jsonrpc.max_body. */
 static void tg__txn_rpc_proceed(struct tg_txn *t)
 {
-    if (t->ws) /* frames must be read to apply policies and limits per call */
-        tg_txn_respond_error(t, 501, "not_implemented",
-                             "WebSocket is not supported on JSON-RPC routes yet");
+    if (t->ws) /* its frames are read in the tunnel (wsrpc.c) */
+        tg__txn_attempt(t, NULL);
     else if (t->req.method_id != TG_METHOD_POST)
         tg_txn_respond_error(t, 405, "method_not_allowed", "JSON-RPC calls are POST requests");
     else if (t->req.body_kind != TG_BODY_LENGTH)

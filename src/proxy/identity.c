@@ -407,7 +407,7 @@ bool tg_txn_identity(struct tg_txn *t, const struct tg_route_captures *caps)
     t->caller_len = who.name != NULL ? (uint8_t)TG_MIN(who.name_len, TG_KEY_NAME_MAX) : 0;
     t->caller = who.name;
     if (t->route->rpc == NULL)
-        return tg_txn_limits(t, 0);
+        return tg_txn_limits(t, 0, true);
     /* the name may live in the key table, held only until this event ends: the limits of a
      * JSON-RPC route are charged once the body is read, maybe in a later event */
     if (who.name != NULL)
@@ -415,7 +415,7 @@ bool tg_txn_identity(struct tg_txn *t, const struct tg_route_captures *caps)
     return true;
 }
 
-bool tg_txn_limits(struct tg_txn *t, uint64_t units)
+bool tg_txn_limits(struct tg_txn *t, uint64_t units, bool answer)
 {
     const struct tg_route_conf *r = t->route;
     const struct tg_config *cf = t->rt->cf;
@@ -450,7 +450,11 @@ bool tg_txn_limits(struct tg_txn *t, uint64_t units)
             while (i-- > 0)
                 if (used[i] != NULL)
                     tg_rl_refund(t->rt->rl, used[i], ids[i], costs[i], tg_loop_wall(w->loop));
-            tg__limited(t, l, &v);
+            if (answer)
+                tg__limited(t, l, &v);
+            else
+                tg_metrics_policy(&w->metrics, t->rt->route_labels[t->route->id], TG_POLICY_LIMIT,
+                                  l->label);
             return false;
         }
     }

@@ -57,6 +57,7 @@ struct tg_rpc_txn {
     bool head;                    /* a single eth_blockNumber: answers must not go backwards */
     struct tg_str send;           /* what the current attempt sends */
     char caller[TG_KEY_NAME_MAX]; /* the consumer's name, kept for the limits */
+    struct tg_wsrpc *ws;          /* a JSON-RPC WebSocket (wsrpc.c) */
     struct tg_sbuf fwd;           /* the composed body of the current group */
     struct tg_sbuf out;           /* the reply to the client when rebuilt */
 };
@@ -112,6 +113,8 @@ void tg_rpc_txn_free(struct tg_txn *t)
     if (r == NULL)
         return;
     t->rpc = NULL;
+    tg_wsrpc_free(r->ws);
+    r->ws = NULL;
     /* buffers grown by a large reply are not kept for the next request */
     for (size_t g = 0; g < TG_RPC_MAX_GROUPS; g++)
         if (r->got[g].cap > TG_BUF_SIZE)
@@ -271,7 +274,7 @@ static void tg__reply_one(struct tg_txn *t, int status, int code, const char *ms
 
 /* Sorts each valid call: answered here, or into the group of its service. Returns the compute
  * units of the calls that go to a node. */
-static uint64_t tg__sort_calls(struct tg_txn *t)
+static uint64_t tg__sort_calls(struct tg_txn *t, bool one_service)
 {
     struct tg_rpc_txn *r = t->rpc;
     const struct tg_route_conf *route = t->route;
@@ -302,6 +305,13 @@ static uint64_t tg__sort_calls(struct tg_txn *t)
             continue;
         }
         sc = tg__target(route, m, c->method_len);
+        if (one_service && sc != route->svc) {
+            /* a WebSocket reaches one node of the route's service, not the other services */
+            r->local[i] = TG_RPC_METHOD_NOT_FOUND;
+            r->why[i] = "method not available over WebSocket";
+            tg__count_error(t, t->svc, "method_not_allowed");
+            continue;
+        }
         svc = tg_upstreams_service(&t->rt->up, sc);
         k = tg__class(sc, m, c->method_len);
         tg_metrics_rpc(&t->conn->worker->metrics, TG_POLICY_RPC_CALLS, svc->label,
@@ -351,6 +361,13 @@ static void tg__send_group(struct tg_txn *t)
 }
 
 static void tg__finish(struct tg_txn *t);
+
+struct tg_wsrpc **tg_rpc_ws(struct tg_txn *t)
+{
+    if (t->rpc == NULL)
+        t->rpc = tg__rpc_get(t->conn->worker, t->route->rpc->max_batch);
+    return &t->rpc->ws;
+}
 
 struct tg_str tg_rpc_body(const struct tg_txn *t)
 {
@@ -405,14 +422,14 @@ void tg_rpc_begin(struct tg_txn *t)
                 : (r->env.num == 1 && r->calls[0].why ? r->calls[0].why : "invalid request"));
         return;
     }
-    units = tg__sort_calls(t);
+    units = tg__sort_calls(t, false);
     for (uint32_t i = 0; i < r->env.num; i++)
         forwarded += r->local[i] == 0;
     if (forwarded == 0) {
         tg__finish(t);
         return;
     }
-    if (!tg_txn_limits(t, units))
+    if (!tg_txn_limits(t, units, true))
         return;
     r->whole = r->num_groups == 1 && forwarded == r->env.num;
     r->head = !r->env.batch &&
@@ -691,4 +708,98 @@ const char *tg_rpc_request_id(const struct tg_txn *t, size_t *len)
     }
     *len = r->calls[0].id_len;
     return r->body + r->calls[0].id_off;
+}
+
+/* The local errors of a message's refused calls: an array for a batch, else one object. */
+static void tg__local_errors(struct tg_rpc_txn *r, struct tg_sbuf *out)
+{
+    bool first = true;
+
+    if (r->env.batch)
+        tg_sbuf_add(out, "[", 1);
+    for (uint32_t i = 0; i < r->env.num; i++) {
+        size_t id_len;
+        const char *id = tg__id(r, &r->calls[i], &id_len);
+
+        if (r->local[i] == 0 || (r->calls[i].id_kind == TG_RPC_ID_ABSENT && r->calls[i].error == 0))
+            continue;
+        if (!first)
+            tg_sbuf_add(out, ",", 1);
+        first = false;
+        tg__error_obj(out, id, id_len, r->local[i], r->why[i]);
+    }
+    if (r->env.batch)
+        tg_sbuf_add(out, "]", 1);
+    if (first)
+        out->len = 0; /* only notifications were refused: nothing to say */
+}
+
+int tg_rpc_ws_message(struct tg_txn *t, const char *msg, size_t len, struct tg_sbuf *local,
+                      struct tg_sbuf *fwd)
+{
+    struct tg_worker *w = t->conn->worker;
+    const struct tg_rpc_route_conf *rc = t->route->rpc;
+    struct tg_rpc_txn *r;
+    uint32_t forwarded = 0;
+    uint64_t units;
+    int rc_parse;
+    bool first = true;
+
+    if (w->rpc_tokens == NULL) {
+        w->rpc_tokens = tg_calloc(1, sizeof(*w->rpc_tokens));
+        tg_rpc_tokens_init(w->rpc_tokens, TG_RPC_MAX_TOKENS);
+    }
+    if (t->rpc == NULL)
+        t->rpc = tg__rpc_get(w, rc->max_batch);
+    r = t->rpc;
+    r->body = msg;
+    r->len = len;
+    r->num_groups = 0;
+    r->write = false;
+    local->len = fwd->len = 0;
+    rc_parse = tg_rpc_parse(w->rpc_tokens, msg, len, rc->max_batch, &r->env);
+    if (rc_parse != 0) {
+        size_t id_len = 0;
+        const char *id = NULL;
+
+        tg__count_error(t, t->svc,
+                        rc_parse == TG_RPC_PARSE_ERROR ? "parse_error" : "invalid_request");
+        if (rc_parse != TG_RPC_PARSE_ERROR && !r->env.batch && r->env.num == 1)
+            id = tg__id(r, &r->calls[0], &id_len);
+        tg__error_obj(local, id, id_len,
+                      rc_parse == TG_RPC_BATCH_TOO_LARGE ? TG_RPC_INVALID_REQUEST : rc_parse,
+                      rc_parse == TG_RPC_PARSE_ERROR       ? "parse error"
+                      : rc_parse == TG_RPC_BATCH_TOO_LARGE ? "the batch has more calls than allowed"
+                                                           : "invalid request");
+        return TG_RPC_WS_LOCAL;
+    }
+    tg_metrics_rpc_batch(&w->metrics, r->env.num);
+    units = tg__sort_calls(t, true);
+    for (uint32_t i = 0; i < r->env.num; i++)
+        forwarded += r->local[i] == 0;
+    if (forwarded > 0 && !tg_txn_limits(t, units, false)) {
+        for (uint32_t i = 0; i < r->env.num; i++) {
+            if (r->local[i] == 0) {
+                r->local[i] = -32005;
+                r->why[i] = "rate limited";
+            }
+        }
+        forwarded = 0;
+    }
+    tg__local_errors(r, local);
+    if (forwarded == r->env.num)
+        return TG_RPC_WS_FORWARD;
+    if (forwarded == 0)
+        return TG_RPC_WS_LOCAL;
+    tg_sbuf_add(fwd, "[", 1);
+    for (uint32_t i = 0; i < r->env.num; i++) {
+        if (r->local[i] != 0)
+            continue;
+        if (!first)
+            tg_sbuf_add(fwd, ",", 1);
+        first = false;
+        tg_sbuf_add(fwd, msg + r->calls[i].off, r->calls[i].len);
+    }
+    tg_sbuf_add(fwd, "]", 1);
+    return TG_RPC_WS_SPLIT;
 }

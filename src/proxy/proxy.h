@@ -103,9 +103,10 @@ struct tg_worker_stats {
     uint64_t retries[5]; /* by enum tg_fail: connect_failure, reset, timeout, status, jsonrpc */
     uint64_t hedges[4];  /* by enum tg_hedge_outcome */
     uint64_t retry_budget_exhausted;
-    uint64_t no_usable_node;            /* requests answered 503 because no node could take them */
-    uint64_t ws_opened, ws_closed;      /* WebSocket tunnels */
-    uint64_t ws_bytes_in, ws_bytes_out; /* tunnel bytes from and to clients, at close */
+    uint64_t no_usable_node;       /* requests answered 503 because no node could take them */
+    uint64_t ws_opened, ws_closed; /* WebSocket tunnels */
+    uint64_t ws_messages_in, ws_messages_out; /* JSON-RPC WebSocket messages from and to clients */
+    uint64_t ws_bytes_in, ws_bytes_out;       /* tunnel bytes from and to clients, at close */
     int64_t active_connections;
 };
 
@@ -415,8 +416,9 @@ void tg_txn_respond_error(struct tg_txn *t, int status, const char *code, const 
  * and sets t->path_len. */
 bool tg_txn_identity(struct tg_txn *t, const struct tg_route_captures *caps);
 /* Charges units (0: the route's or the plan's cost) to every limit of the route for the caller
- * tg_txn_identity() found. Returns false when a limit refused (answered 429). */
-bool tg_txn_limits(struct tg_txn *t, uint64_t units);
+ * tg_txn_identity() found. Returns false when a limit refused: answered 429 when answer is set
+ * (else counted only: a WebSocket message is refused inside the tunnel). */
+bool tg_txn_limits(struct tg_txn *t, uint64_t units, bool answer);
 /* Appends "RateLimit-Policy" and "RateLimit" header lines for t; returns bytes written or 0. */
 size_t tg_txn_ratelimit_headers(const struct tg_txn *t, char *out, size_t cap);
 /* A JSON error response; with rpc_id (the request's id as JSON text), a JSON-RPC error object. */
@@ -502,6 +504,15 @@ void tg_rpc_group_done(struct tg_txn *t);
 /* The current group failed for good; true when the answer goes on without it. */
 bool tg_rpc_group_failed(struct tg_txn *t, const char *msg);
 void tg_rpc_txn_free(struct tg_txn *t);
+/* One text message of a JSON-RPC WebSocket from the client: its calls checked against the
+ * policies and charged to the limits. TG_RPC_WS_FORWARD: send it as it is; TG_RPC_WS_SPLIT: send
+ * fwd (the allowed calls) and give local (errors for the others) to the client;
+ * TG_RPC_WS_LOCAL: give local to the client, send nothing. local may be empty (refused
+ * notifications get no answer). */
+enum { TG_RPC_WS_FORWARD, TG_RPC_WS_SPLIT, TG_RPC_WS_LOCAL };
+struct tg_sbuf;
+int tg_rpc_ws_message(struct tg_txn *t, const char *msg, size_t len, struct tg_sbuf *local,
+                      struct tg_sbuf *fwd);
 void tg_rpc_worker_dispose(struct tg_worker *w);
 int tg_rpc_status_code(int status);
 const char *tg_rpc_request_id(const struct tg_txn *t, size_t *len);
@@ -510,6 +521,17 @@ const char *tg_rpc_request_id(const struct tg_txn *t, size_t *len);
 /* The node accepted the upgrade and its 101 head is queued in res_out: bytes flow both ways. */
 void tg_tunnel_start(struct tg_txn *t);
 void tg_tunnel_run(struct tg_txn *t);
+/* Writes what is pending in q to s, counting the bytes. Returns 1 when all of it is out, 0 when
+ * s cannot take more now, -1 when s failed. */
+int tg_tunnel_flush(struct tg_sock *s, struct tg_iovq *q, uint64_t *counter);
+
+/* wsrpc.c: JSON-RPC over WebSocket */
+struct tg_wsrpc;
+struct tg_wsrpc *tg_wsrpc_start(struct tg_txn *t);
+void tg_wsrpc_run(struct tg_txn *t, struct tg_wsrpc *s);
+void tg_wsrpc_free(struct tg_wsrpc *s);
+/* The WebSocket state of a JSON-RPC transaction (jsonrpc.c keeps it, frees it with t). */
+struct tg_wsrpc **tg_rpc_ws(struct tg_txn *t);
 /* forward.c, for tunnel.c: makes conn->in hold keep_in bytes from its start (pointers into the
  * request head follow the buffer). */
 void tg_txn_hold_room(struct tg_txn *t);

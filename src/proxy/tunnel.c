@@ -9,15 +9,14 @@
  * slow reader holds back the other side instead of filling memory:
  *   client -> node: conn->in, after the request head (which stays for the access log);
  *   node -> client: up->in, after the 101 head once that head is written.
+ * On JSON-RPC routes the frames are read (wsrpc.c) instead of passed blindly.
  */
 #include <string.h>
 
 #include "core/core.h"
 #include "proxy/proxy.h"
 
-/* Writes what is pending in q to s. Returns 1 when all of it is out, 0 when s cannot take more
- * now, -1 when s failed. */
-static int tg__tunnel_write(struct tg_sock *s, struct tg_iovq *q, uint64_t *counter)
+int tg_tunnel_flush(struct tg_sock *s, struct tg_iovq *q, uint64_t *counter)
 {
     while (q->off < q->cnt) {
         struct iovec *iov = q->iov + q->off;
@@ -65,6 +64,10 @@ void tg_tunnel_run(struct tg_txn *t)
     struct tg_upconn *u = t->up;
     size_t client_from = c->in->start + t->head_len;
 
+    if (t->route->rpc != NULL) {
+        tg_wsrpc_run(t, *tg_rpc_ws(t));
+        return;
+    }
     for (;;) {
         bool progress = false;
         int r;
@@ -72,7 +75,7 @@ void tg_tunnel_run(struct tg_txn *t)
         if (c->dead)
             return;
         /* node -> client: the 101 head and what followed it first, then fresh reads */
-        r = tg__tunnel_write(&c->sock, &t->res_out, &t->bytes_out);
+        r = tg_tunnel_flush(&c->sock, &t->res_out, &t->bytes_out);
         if (r < 0)
             goto close;
         if (r > 0) {
@@ -82,7 +85,7 @@ void tg_tunnel_run(struct tg_txn *t)
             progress |= r > 0;
         }
         /* client -> node */
-        r = tg__tunnel_write(&u->sock, &t->req_out, &t->req_body_bytes);
+        r = tg_tunnel_flush(&u->sock, &t->req_out, &t->req_body_bytes);
         if (r < 0)
             goto close;
         if (r > 0) {
@@ -120,5 +123,7 @@ void tg_tunnel_start(struct tg_txn *t)
                                                           tg_buf_len(c->in) - t->head_len};
     }
     w->stats.ws_opened++;
+    if (t->route->rpc != NULL)
+        *tg_rpc_ws(t) = tg_wsrpc_start(t);
     tg_tunnel_run(t);
 }

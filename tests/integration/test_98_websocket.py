@@ -230,16 +230,25 @@ def test_refused_and_odd_upgrades(tollgate):
         s.close()
 
 
-def test_jsonrpc_routes_refuse_upgrades_for_now(tollgate):
-    with Upstream(lambda req, conn: response(200, b"{}")) as up:
+def test_jsonrpc_upgrade_goes_without_compression(tollgate):
+    """On a JSON-RPC route the frames are read, so the upgrade reaches the node without
+    Sec-WebSocket-Extensions (no compressed frames); a node that declines is relayed as is."""
+    with Upstream(lambda req, conn: response(400, b"no")) as up:
         svc = service(up.url)
         svc["kind"] = "jsonrpc"
         tg = tollgate(services={"eth": svc},
                       routes=[{"name": "rpc", "match": {"path": "/ws"}, "service": "eth"}])
-        s, status, head, _ = upgrade(tg.addr)
+        key = base64.b64encode(os.urandom(16)).decode()
+        s = socket.create_connection(tg.addr, timeout=5)
+        s.sendall(f"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n".encode())
+        first = s.recv(100)
         s.close()
-        assert status == 501, head
-        assert up.requests == [], "the upgrade reached the node"
+        assert first.startswith(b"HTTP/1.1 400"), first
+        req = up.requests[-1]
+        assert req.header("upgrade") == "websocket" and req.header("sec-websocket-key") == key
+        assert req.header("sec-websocket-extensions") is None, req.head
 
 
 def test_ethers_websocket_provider_through_a_tunnel(tollgate, tmp_path):
@@ -282,3 +291,102 @@ def test_drain_closes_tunnels_and_exits_clean(tollgate):
         took = time.monotonic() - t0
         report("drain", tunnel_closed_and_exit_s=round(took, 3), exit=code)
         assert code == 0 and took < 2.0, (code, took)
+
+
+# -- JSON-RPC over WebSocket -----------------------------------------------------------------------
+
+
+def rpc_ws_gate(tollgate, a, **route):
+    svc = {"kind": "jsonrpc", "nodes": [{"url": a.url}]}
+    r = {"name": "rpc", "match": {"path": "/ws"}, "service": "eth", "rewrite": {"path": "/"}}
+    r.update(route)
+    return tollgate(services={"eth": svc}, routes=[r])
+
+
+def ws_call(s, obj):
+    import json
+    s.sendall(frame(json.dumps(obj).encode()))
+    op, data = read_frame(s)
+    return op, (json.loads(data) if op == 1 else data)
+
+
+def test_jsonrpc_websocket_policies_per_message(tollgate, tmp_path):
+    """Calls over a JSON-RPC WebSocket meet the route's method policy: a denied call is answered
+    here, an allowed one reaches anvil, a batch is cut down to its allowed calls."""
+    from tglib.anvil import Anvils
+
+    anvils = Anvils(str(tmp_path))
+    try:
+        (a,) = anvils(1)
+        tg = rpc_ws_gate(tollgate, a, jsonrpc={"methods": {"deny": ["anvil_*", "debug_*"]}})
+        s, status, head, _ = upgrade(tg.addr)
+        assert status == 101, head
+        op, doc = ws_call(s, {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+        assert doc == {"jsonrpc": "2.0", "id": 1, "result": "0x7a69"}, doc
+        op, doc = ws_call(s, {"jsonrpc": "2.0", "id": 2, "method": "anvil_mine", "params": ["0x5"]})
+        assert doc["error"]["code"] == -32601 and doc["id"] == 2, doc
+        head_before = a.head()
+        import json
+        s.sendall(frame(json.dumps([
+            {"jsonrpc": "2.0", "id": 3, "method": "anvil_mine", "params": ["0x5"]},
+            {"jsonrpc": "2.0", "id": 4, "method": "eth_blockNumber", "params": []}]).encode()))
+        got = [json.loads(read_frame(s)[1]), json.loads(read_frame(s)[1])]
+        report("ws policies", messages=got)
+        errors = [g for g in got if isinstance(g, list) and g and "error" in g[0]]
+        answers = [g for g in got if isinstance(g, list) and g and "result" in g[0]]
+        assert errors and errors[0][0]["id"] == 3 and errors[0][0]["error"]["code"] == -32601
+        assert answers and answers[0][0]["id"] == 4
+        assert a.head() == head_before, "a denied anvil_mine reached the node"
+        op, doc = ws_call(s, {"jsonrpc": "2.0", "id": 5, "method": 7})
+        assert doc["error"]["code"] == -32600, doc
+        s.sendall(frame(b"{not json"))
+        op, data = read_frame(s)
+        assert json.loads(data)["error"]["code"] == -32700
+        m = tg.metrics()
+        assert m.value("tollgate_websocket_messages_total", direction="in") == 5
+        s.close()
+    finally:
+        anvils.close()
+
+
+def test_jsonrpc_websocket_node_failure_closes_with_1012(tollgate, tmp_path):
+    """ethers' WebSocketProvider subscribed to blocks through a JSON-RPC route gets every block
+    for 30 s (anvil mines one a second); when its node is killed the client gets close code 1012
+    and its reconnect gets the other (healthy) node."""
+    from tglib.anvil import Anvils
+    from tglib.ethers import require_ethers, start_ethers
+
+    require_ethers()
+    anvils = Anvils(str(tmp_path))
+    try:
+        a, b = anvils(2, block_time=1)
+        svc = {"kind": "jsonrpc", "nodes": [{"url": a.url}, {"url": b.url}],
+               "balance": "round_robin", "health": {"passive": {"consecutive_failures": 1}}}
+        tg = tollgate(services={"eth": svc},
+                      routes=[{"name": "rpc", "match": {"path": "/ws"}, "service": "eth",
+                               "rewrite": {"path": "/"}}])
+        url = f"ws://{tg.addr[0]}:{tg.addr[1]}/ws"
+        run = start_ethers("ws-reconnect", url, 36, timeout=60)
+        time.sleep(30.5)
+        # the first connection went to one of the two nodes: kill the one it is on
+        busy = [n["address"] for n in tg.admin("/status").json()["services"][0]["nodes"]
+                if n["in_flight"] > 0]
+        assert len(busy) == 1, busy
+        first = a if str(a.port) in busy[0] else b
+        killed = time.time()
+        first.kill()
+        doc = run.wait()
+        conns = doc["connections"]
+        first, last = conns[0], conns[-1]
+        close_at = (doc["t0_epoch_ms"] + first["close"]["t"]) / 1000 if first["close"] else None
+        report("ws 1012", first_blocks=len(first["blocks"]), first_close=first["close"],
+               close_after_kill_s=None if close_at is None else round(close_at - killed, 3),
+               connections=len(conns), last_blocks=len(last["blocks"]))
+        nums = [x["number"] for x in first["blocks"]]
+        assert len(nums) >= 29 and nums == list(range(nums[0], nums[0] + len(nums))), nums
+        assert first["close"] and first["close"]["code"] == 1012, first
+        assert close_at - killed < 1.0, (close_at, killed)
+        assert last["opened"] is not None and len(last["blocks"]) >= 3, conns
+        assert last["close"] is None, last
+    finally:
+        anvils.close()
