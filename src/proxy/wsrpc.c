@@ -32,6 +32,7 @@ struct tg_wsrpc {
     size_t node_keep;   /* bytes of up->in not passed yet (an incomplete frame head) */
     bool node_in_frame; /* between the head and the end of a node frame */
     bool closing;       /* a close frame of ours is queued: close once it is written */
+    bool close_seen;    /* either side sent a close frame: the node leaving is no failure */
 };
 
 void tg_wsrpc_free(struct tg_wsrpc *s)
@@ -119,6 +120,7 @@ static bool tg__client_frames(struct tg_txn *t, struct tg_wsrpc *s, size_t from)
             break; /* the rest of the frame is still on its way */
         payload = in->base + at + h;
         if (tg_ws_is_control(f.opcode)) {
+            s->close_seen |= f.opcode == TG_WS_CLOSE;
             tg_sbuf_add(&s->to_node, in->base + at, (size_t)h + f.len);
         } else if (f.opcode == TG_WS_BINARY) {
             tg__close_client(s, 1003, "JSON-RPC messages are text");
@@ -132,12 +134,20 @@ static bool tg__client_frames(struct tg_txn *t, struct tg_wsrpc *s, size_t from)
         }
         at += (size_t)h + f.len;
     }
-    /* what is left is the start of a frame: moved to the front of the data area */
+    /* what is left is the start of a frame: moved to the front of the data area, and the
+     * buffer made big enough for the whole frame (bounded: the head said it is <= max) */
     memmove(in->base + from, in->base + at, in->end - at);
     in->end = from + (in->end - at);
-    if (in->end == in->cap && !s->closing) {
-        tg__close_client(s, TG_WS_CLOSE_TOO_BIG, "message too large");
-        return false;
+    if (!s->closing && in->end > from) {
+        struct tg_ws_frame f;
+        uint16_t code;
+        ssize_t h =
+            tg_ws_parse_head((uint8_t *)in->base + from, in->end - from, true, max, &f, &code);
+
+        if (h > 0 && from + (size_t)h + f.len > in->cap) {
+            t->keep_in = from - in->start + (size_t)h + (size_t)f.len;
+            tg_txn_hold_room(t);
+        }
     }
     return true;
 }
@@ -167,6 +177,7 @@ static size_t tg__node_frames(struct tg_wsrpc *s, struct tg_worker *w, const uin
             at += (size_t)h;
             s->node_left = f.len;
             s->node_in_frame = f.len > 0;
+            s->close_seen |= f.opcode == TG_WS_CLOSE;
             if (f.fin && !tg_ws_is_control(f.opcode))
                 w->stats.ws_messages_out++;
         }
@@ -237,8 +248,8 @@ void tg_wsrpc_run(struct tg_txn *t, struct tg_wsrpc *s)
                 /* the node is gone: the client reconnects (to a healthy node) */
                 tg_upconn_close(u);
                 t->up = u = NULL;
-                if (s->node_in_frame)
-                    goto close; /* in the middle of a frame: nothing can follow it */
+                if (s->node_in_frame || s->close_seen)
+                    goto close; /* mid-frame nothing can follow; after a close, all is said */
                 tg__close_client(s, TG_WS_CLOSE_RESTART, "node failed");
                 progress = true;
             } else if (n > 0) {

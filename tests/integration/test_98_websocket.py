@@ -390,3 +390,33 @@ def test_jsonrpc_websocket_node_failure_closes_with_1012(tollgate, tmp_path):
         assert last["close"] is None, last
     finally:
         anvils.close()
+
+
+def test_jsonrpc_websocket_large_and_too_large_messages(tollgate, tmp_path):
+    """A 200 kB message (bigger than an I/O buffer) is read whole, checked and sent; one over
+    websocket.max_message closes the socket with 1009 before anything of it reaches the node."""
+    import json
+    from tglib.anvil import Anvils
+
+    anvils = Anvils(str(tmp_path))
+    try:
+        (a,) = anvils(1)
+        tg = tollgate(services={"eth": {"kind": "jsonrpc", "nodes": [{"url": a.url}]}},
+                      routes=[{"name": "rpc", "match": {"path": "/ws"}, "service": "eth",
+                               "rewrite": {"path": "/"}}],
+                      websocket={"max_message": "256kb"})
+        s, status, head, _ = upgrade(tg.addr)
+        assert status == 101, head
+        big = {"jsonrpc": "2.0", "id": 9, "method": "eth_call",
+               "params": [{"to": "0x" + "11" * 20, "data": "0x" + "ab" * 100000}, "latest"]}
+        op, doc = ws_call(s, big)
+        assert op == 1 and doc["id"] == 9, doc
+        s.sendall(frame(json.dumps({"jsonrpc": "2.0", "id": 10, "method": "eth_call",
+                                    "params": ["x" * 300000]}).encode()))
+        op, data = read_frame(s)
+        code = struct.unpack(">H", data[:2])[0]
+        report("ws sizes", big_reply=str(doc)[:60], too_large_close=code)
+        assert op == 8 and code == 1009, (op, data)
+        s.close()
+    finally:
+        anvils.close()
