@@ -362,6 +362,20 @@ static void tg__send_group(struct tg_txn *t)
 
 static void tg__finish(struct tg_txn *t);
 
+/* The transaction's JSON-RPC state and the worker's tokenizer, made on first use. */
+static struct tg_rpc_txn *tg__rpc_prepare(struct tg_txn *t)
+{
+    struct tg_worker *w = t->conn->worker;
+
+    if (w->rpc_tokens == NULL) {
+        w->rpc_tokens = tg_calloc(1, sizeof(*w->rpc_tokens));
+        tg_rpc_tokens_init(w->rpc_tokens, TG_RPC_MAX_TOKENS);
+    }
+    if (t->rpc == NULL)
+        t->rpc = tg__rpc_get(w, t->route->rpc->max_batch);
+    return t->rpc;
+}
+
 struct tg_wsrpc **tg_rpc_ws(struct tg_txn *t)
 {
     if (t->rpc == NULL)
@@ -392,13 +406,7 @@ void tg_rpc_begin(struct tg_txn *t)
     uint64_t units;
     int rc_parse;
 
-    if (w->rpc_tokens == NULL) {
-        w->rpc_tokens = tg_calloc(1, sizeof(*w->rpc_tokens));
-        tg_rpc_tokens_init(w->rpc_tokens, TG_RPC_MAX_TOKENS);
-    }
-    if (t->rpc == NULL)
-        t->rpc = tg__rpc_get(w, rc->max_batch);
-    r = t->rpc;
+    r = tg__rpc_prepare(t);
     r->body = in->base + in->start + t->head_len;
     r->len = (size_t)t->req.content_length;
     rc_parse = tg_rpc_parse(w->rpc_tokens, r->body, r->len, rc->max_batch, &r->env);
@@ -745,13 +753,7 @@ int tg_rpc_ws_message(struct tg_txn *t, const char *msg, size_t len, struct tg_s
     int rc_parse;
     bool first = true;
 
-    if (w->rpc_tokens == NULL) {
-        w->rpc_tokens = tg_calloc(1, sizeof(*w->rpc_tokens));
-        tg_rpc_tokens_init(w->rpc_tokens, TG_RPC_MAX_TOKENS);
-    }
-    if (t->rpc == NULL)
-        t->rpc = tg__rpc_get(w, rc->max_batch);
-    r = t->rpc;
+    r = tg__rpc_prepare(t);
     r->body = msg;
     r->len = len;
     r->num_groups = 0;
