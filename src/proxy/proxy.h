@@ -433,12 +433,46 @@ void tg_txn_respond(struct tg_txn *t, int status, const char *code, const char *
 void tg_txn_respond_busy(struct tg_txn *t, const char *code, const char *message,
                          unsigned retry_after);
 
+/* Chunked framing bounds, both directions: a chunk-size line, and all trailer lines. */
+#define TG_CHUNK_MAX_LINE     4096
+#define TG_CHUNK_MAX_TRAILERS (16 * 1024)
+
 /* forward.c: upstream side */
 struct tg_txn *tg_txn_new(struct tg_conn *c);
 void tg_txn_free(struct tg_txn *t);
 void tg_txn_start(struct tg_txn *t);
 void tg_txn_run(struct tg_txn *t);
 void tg_txn_flush(struct tg_txn *t);
+/* Appends the header lines of h[0..num) that skip() keeps to q, as iovecs into the head itself
+ * (adjacent lines share one); head_end points just past the last header line. */
+void tg_txn_iov_headers(struct tg_iovq *q, const struct tg_http_header *h, size_t num,
+                        const char *head_end, bool (*skip)(const struct tg_http_header *, void *),
+                        void *arg);
+/* The current attempt failed: its node's counters, latency penalty and passive health. */
+void tg_txn_attempt_failed(struct tg_txn *t, enum tg_fail why, int status, const char *msg);
+/* Ends a failed attempt and schedules the next one on another node, when retry.on, safety, a
+ * node left and the budget all allow. Returns false, changing nothing, when they do not. */
+bool tg_txn_retry_elsewhere(struct tg_txn *t, enum tg_fail why, int status, const char *msg);
+
+/* request.c: the request side */
+/* Composes the request for t->node into req_out (path: the normalised path; caps: the route's
+ * captures). Returns -1 when a rewritten field is invalid or does not fit. */
+int tg_txn_compose_request(struct tg_txn *t, struct tg_str path,
+                           const struct tg_route_captures *caps);
+/* Adds the body bytes already buffered to the request head's writev. Returns -1 when the
+ * transaction was answered instead. */
+int tg_txn_body_iov(struct tg_txn *t);
+/* Sends the pending request head and then the body. Returns true on progress. */
+bool tg_txn_send(struct tg_txn *t);
+/* "100 Continue", once, for a client that waits for it. Returns -1 when the connection failed. */
+int tg_txn_continue(struct tg_txn *t);
+
+/* response.c: the response side */
+/* Writes pending response bytes to the client. Returns true when the transaction finished (and
+ * may have been freed). */
+bool tg_txn_flush_pending(struct tg_txn *t);
+/* Reads from the node: the response head, or the next part of the body. True on progress. */
+bool tg_txn_recv(struct tg_txn *t);
 
 /* upconn.c */
 struct tg_upconn *tg_upconn_get(struct tg_worker *w, struct tg_node *n, int *err);
