@@ -13,6 +13,7 @@
 #include "auth/keystore.h"
 #include "config/config.h"
 #include "core/core.h"
+#include "core/hex.h"
 #include "core/sha256.h"
 #include "proxy/control.h"
 
@@ -68,6 +69,7 @@ static int tg__graph(const char *path)
 static int tg__keys(int argc, char **argv)
 {
     uint8_t d[32], raw[24];
+    char hex[64];
     char key[64];
 
     if (argc == 4 && strcmp(argv[2], "hash") == 0) {
@@ -88,10 +90,8 @@ static int tg__keys(int argc, char **argv)
         fprintf(stderr, "usage: tollgate keys hash KEY | tollgate keys new\n");
         return 2;
     }
-    printf("%ssha256:", argc == 3 ? "digest: " : "");
-    for (size_t i = 0; i < sizeof(d); i++)
-        printf("%02x", d[i]);
-    printf("\n");
+    tg_hex_bytes(hex, d, sizeof(d));
+    printf("%ssha256:%.64s\n", argc == 3 ? "digest: " : "", hex);
     return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "config/env.h"
 #include "config/units.h"
 #include "core/core.h"
+#include "core/hex.h"
 
 /* A configuration is a few kilobytes; this bound only stops a wrong path (a log file, a disk
  * image) from being read into memory whole. */
@@ -542,8 +543,8 @@ static void config_hash(const char *text, size_t len, char out[17])
 
     if (!EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL) || mdlen < 8)
         tg_fatal("SHA-256 of the configuration failed");
-    for (int i = 0; i < 8; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
+    tg_hex_bytes(out, md, 8);
+    out[16] = '\0';
 }
 
 struct tg_config *tg_config_load_mem(const char *name, const char *text, size_t len,

@@ -6,6 +6,7 @@
 #ifndef TG_HEX_H
 #define TG_HEX_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -16,6 +17,17 @@ static inline int tg_hex_digit(unsigned char c)
         return c - '0';
     c |= 0x20;
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Writes the 2n lowercase hex digits of the n bytes at p to out (not NUL-terminated). */
+static inline void tg_hex_bytes(char *out, const uint8_t *p, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
 }
 
 /* Eight hex digits of x, most significant first, as the eight bytes of the result in memory

@@ -405,40 +405,66 @@ static void tg__process(struct tg_sbuf *out)
                (double)tg_instance.started_at / 1000.0);
 }
 
-/* Identity and limits: refusals by route and reason or limit, the key table, the cluster store. */
-static void tg__identity(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
+/* The series of the policy table, one family per kind: (what the 24-bit id in the middle of the
+ * key names, what the low 24 bits name). Auth reasons are a fixed list, not interned labels. */
+static const struct tg__policy_family {
+    int kind;
+    const char *name, *help;
+    const char *outer;
+    int outer_kind;
+    const char *inner;
+    int inner_kind; /* -1: tg_auth_reasons */
+} tg__policy_families[] = {
+    {TG_POLICY_AUTH, "tollgate_auth_failures_total",
+     "Requests refused by authentication (401, 403) by route and reason.", "route", TG_LABEL_ROUTE,
+     "reason", -1},
+    {TG_POLICY_LIMIT, "tollgate_ratelimited_total",
+     "Requests refused by a rate limit or quota (429) by route and limit.", "route", TG_LABEL_ROUTE,
+     "limit", TG_LABEL_LIMIT},
+    {TG_POLICY_RPC_CALLS, "tollgate_jsonrpc_requests_total",
+     "JSON-RPC calls sent to a service, by method class (its jsonrpc.weights patterns, or other).",
+     "service", TG_LABEL_SERVICE, "method_class", TG_LABEL_RPC},
+    {TG_POLICY_RPC_ERRORS, "tollgate_jsonrpc_errors_total",
+     "JSON-RPC errors by service and kind: answered by tollgate (parse_error, invalid_request, "
+     "method_not_allowed) or by a node (the classified kind).",
+     "service", TG_LABEL_SERVICE, "kind", TG_LABEL_RPC},
+};
+
+static void tg__policy(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
 {
     struct tg_series *s;
     size_t cnt = tg_metrics_collect(ms, n, TG_SERIES_POLICY, &s);
-    struct tg_identity_stats id;
-    struct tg_rl_sync_stats sy = {0};
-    struct tg_rl_table *rl = tg_instance.rt ? tg_instance.rt->rl : NULL;
 
-    for (int kind = TG_POLICY_AUTH; kind <= TG_POLICY_LIMIT; kind++) {
-        const char *name =
-            kind == TG_POLICY_AUTH ? "tollgate_auth_failures_total" : "tollgate_ratelimited_total";
+    for (size_t f = 0; f < TG_ARRAY_SIZE(tg__policy_families); f++) {
+        const struct tg__policy_family *pf = &tg__policy_families[f];
 
-        tg__family(out, name, "counter",
-                   kind == TG_POLICY_AUTH
-                       ? "Requests refused by authentication (401, 403) by route and reason."
-                       : "Requests refused by a rate limit or quota (429) by route and limit.");
+        tg__family(out, pf->name, "counter", pf->help);
         for (size_t i = 0; i < cnt; i++) {
             uint64_t k = s[i].key - 1;
-            uint32_t id32 = (uint32_t)(k & 0xffffff), route = (uint32_t)((k >> 24) & 0xffffff);
+            uint32_t inner = (uint32_t)(k & 0xffffff), outer = (uint32_t)((k >> 24) & 0xffffff);
 
-            if ((int)(k >> 48) != kind)
+            if ((int)(k >> 48) != pf->kind)
                 continue;
-            tg_sbuf_printf(out, "%s{", name);
-            tg__label(out, "route", tg_label_name(TG_LABEL_ROUTE, route), true);
-            if (kind == TG_POLICY_AUTH)
-                tg__label(out, "reason", id32 < TG_AUTH_REASONS ? tg_auth_reasons[id32] : "other",
-                          false);
-            else
-                tg__label(out, "limit", tg_label_name(TG_LABEL_LIMIT, id32), false);
+            tg_sbuf_printf(out, "%s{", pf->name);
+            tg__label(out, pf->outer, tg_label_name(pf->outer_kind, outer), true);
+            tg__label(out, pf->inner,
+                      pf->inner_kind >= 0       ? tg_label_name(pf->inner_kind, inner)
+                      : inner < TG_AUTH_REASONS ? tg_auth_reasons[inner]
+                                                : "other",
+                      false);
             tg_sbuf_printf(out, "} %llu\n", (unsigned long long)s[i].count);
         }
     }
     free(s);
+}
+
+/* Identity and limits: the key table and the cluster store (refusals: tg__policy). */
+static void tg__identity(struct tg_sbuf *out)
+{
+    struct tg_identity_stats id;
+    struct tg_rl_sync_stats sy = {0};
+    struct tg_rl_table *rl = tg_instance.rt ? tg_instance.rt->rl : NULL;
+
     tg_identity_stats(&id);
     tg__family(out, "tollgate_keys_loaded", "gauge",
                "API keys in the table the workers use, by where they come from.");
@@ -471,38 +497,11 @@ static void tg__identity(struct tg_sbuf *out, struct tg_metrics *const *ms, size
                   TG_DUR_BUCKETS, 1e-6, (double)sy.sum_us / 1e6);
 }
 
-/* JSON-RPC: calls by service and method class, errors by service and kind, batch sizes. */
+/* JSON-RPC batch sizes (calls and errors: tg__policy). */
 static void tg__jsonrpc(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
 {
-    struct tg_series *s;
-    size_t cnt = tg_metrics_collect(ms, n, TG_SERIES_POLICY, &s);
     uint64_t batch[TG_BATCH_BUCKETS + 1] = {0}, sum = 0;
 
-    for (int kind = TG_POLICY_RPC_CALLS; kind <= TG_POLICY_RPC_ERRORS; kind++) {
-        const char *name = kind == TG_POLICY_RPC_CALLS ? "tollgate_jsonrpc_requests_total"
-                                                       : "tollgate_jsonrpc_errors_total";
-
-        tg__family(
-            out, name, "counter",
-            kind == TG_POLICY_RPC_CALLS
-                ? "JSON-RPC calls sent to a service, by method class (its jsonrpc.weights "
-                  "patterns, or other)."
-                : "JSON-RPC errors by service and kind: answered by tollgate (parse_error, "
-                  "invalid_request, method_not_allowed) or by a node (the classified kind).");
-        for (size_t i = 0; i < cnt; i++) {
-            uint64_t k = s[i].key - 1;
-            uint32_t id32 = (uint32_t)(k & 0xffffff), svc = (uint32_t)((k >> 24) & 0xffffff);
-
-            if ((int)(k >> 48) != kind)
-                continue;
-            tg_sbuf_printf(out, "%s{", name);
-            tg__label(out, "service", tg_label_name(TG_LABEL_SERVICE, svc), true);
-            tg__label(out, kind == TG_POLICY_RPC_CALLS ? "method_class" : "kind",
-                      tg_label_name(TG_LABEL_RPC, id32), false);
-            tg_sbuf_printf(out, "} %llu\n", (unsigned long long)s[i].count);
-        }
-    }
-    free(s);
     for (size_t i = 0; i < n; i++) {
         for (size_t b = 0; b <= TG_BATCH_BUCKETS; b++)
             batch[b] += __atomic_load_n(&ms[i]->rpc_batch[b], __ATOMIC_RELAXED);
@@ -535,7 +534,8 @@ void tg_prometheus_render(struct tg_sbuf *out)
     tg__node_health(out);
     tg__retries(out);
     tg__admission(out, ms, n);
-    tg__identity(out, ms, n);
+    tg__policy(out, ms, n);
+    tg__identity(out);
     tg__jsonrpc(out, ms, n);
     tg__scalar(out, "tollgate_websocket_connections", "gauge",
                "WebSocket tunnels open now (the node answered 101).",

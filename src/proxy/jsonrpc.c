@@ -566,10 +566,7 @@ static bool tg__known_tx(struct tg_rpc_txn *r, uint32_t i, const char *body,
         !tg_rpc_param_string(r->body, c, 0, &off, &len) ||
         tg_keccak256_hex(r->body + off, len, hash) != 0)
         return false;
-    for (size_t k = 0; k < 32; k++) {
-        hex[2 + 2 * k] = "0123456789abcdef"[hash[k] >> 4];
-        hex[3 + 2 * k] = "0123456789abcdef"[hash[k] & 15];
-    }
+    tg_hex_bytes(hex + 2, hash, sizeof(hash));
     tg_sbuf_add(&r->out, "{\"jsonrpc\":\"2.0\",\"id\":", 22);
     tg_sbuf_add(&r->out, r->body + c->id_off, c->id_len);
     tg_sbuf_printf(&r->out, ",\"result\":\"%.66s\"}", hex);

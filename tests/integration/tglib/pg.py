@@ -19,12 +19,12 @@ signal goes to PIDs this helper started or found as the postmaster's children; n
 import glob
 import os
 import pwd
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
 
+from .daemon import Daemon
 from .net import can_connect, free_port
 
 # Durability is pointless for a test server; these make initdb and start-up quick.
@@ -81,7 +81,7 @@ def _alive(pid):
         return False
 
 
-class Postgres:
+class Postgres(Daemon):
     def __init__(self, db="tollgate", port=None, bindir=None):
         self.bindir = bindir or find_bindir()
         if self.bindir is None:
@@ -244,21 +244,3 @@ class Postgres:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def close(self):
-        """Stops the server and removes its directory."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
-        except OSError:
-            return ""
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()

@@ -12,12 +12,12 @@ that lost its memory would. Signals go to the PID this helper started, never by 
 """
 
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
 import time
 
+from .daemon import Daemon
 from .net import can_connect, free_port
 
 SERVER = "/usr/bin/redis-server"
@@ -29,7 +29,7 @@ def available():
     return os.access(SERVER, os.X_OK) and os.access(CLI, os.X_OK)
 
 
-class Redis:
+class Redis(Daemon):
     def __init__(self, port=None):
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="tg-redis-")
@@ -121,21 +121,3 @@ class Redis:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def close(self):
-        """Stops the server and removes its directory."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def log(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
-        except OSError:
-            return ""
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.close()
