@@ -123,6 +123,7 @@ struct tg_rpc_service_conf {
     struct tg_rpc_weight *weights; /* weights, in order; the first match wins */
     size_t num_weights;
     uint32_t default_weight; /* weights.default, 1 */
+    uint32_t broadcast;      /* writes go to this many nodes at once, 1 */
 };
 
 /* jsonrpc.routes of a route: these methods go to another service. */
@@ -133,7 +134,8 @@ struct tg_rpc_rule {
     struct tg_conf_pos pos;
 };
 
-#define TG_RPC_MAX_RULES 7 /* jsonrpc.routes entries per route */
+#define TG_RPC_MAX_RULES     7 /* jsonrpc.routes entries per route */
+#define TG_RPC_MAX_BROADCAST 8 /* jsonrpc.broadcast of a service */
 
 /* A route's jsonrpc section; every route to a kind: jsonrpc service has one. */
 struct tg_rpc_route_conf {

@@ -113,7 +113,12 @@ static void parse_weights(struct tg_conf_loader *ld, const struct tg_ynode *v, v
 
 static const struct tg_conf_key rpc_service_keys[] = {
     {.name = "weights", .type = TG_CT_CUSTOM, .parse = parse_weights},
-    {.name = "broadcast", .type = TG_CT_LATER, .later = "sending writes to several nodes"},
+    {.name = "broadcast",
+     .type = TG_CT_UINT32,
+     .offset = offsetof(struct tg_rpc_service_conf, broadcast),
+     .def = "1",
+     .min = 1,
+     .max = TG_RPC_MAX_BROADCAST},
 };
 static const struct tg_conf_section rpc_service_section =
     TG_CONF_SECTION("jsonrpc", rpc_service_keys);

@@ -76,6 +76,10 @@ void tg_txn_respond(struct tg_txn *t, int status, const char *code, const char *
     const char *rpc_id = NULL;
     size_t n, rpc_id_len = 0;
 
+    if (t->parent != NULL) { /* a leg of a JSON-RPC fan-out: its error goes into the answer */
+        tg_rpc_leg_failed(t, message);
+        return;
+    }
     if (!tg__reply_begin(t))
         return;
     if (t->req_state != TG_REQ_DONE) {

@@ -25,11 +25,12 @@
 #include "proxy/proxy.h"
 
 static void tg__txn_buffer_body(struct tg_txn *t);
+static void tg__txn_buffer_chunked(struct tg_txn *t);
 
-struct tg_txn *tg_txn_new(struct tg_conn *c)
+/* A transaction of conn c running on the snapshot rt, its arrays sized by rt's limits. */
+static struct tg_txn *tg__txn_alloc(struct tg_conn *c, struct tg_runtime *rt)
 {
     struct tg_worker *w = c->worker;
-    struct tg_runtime *rt = w->rt;
     size_t nh = rt->cf->limits.max_headers;
     size_t scratch = 2 * rt->cf->limits.max_request_line + 4096;
     size_t iovs = nh + 8;
@@ -67,6 +68,39 @@ struct tg_txn *tg_txn_new(struct tg_conn *c)
     return t;
 }
 
+struct tg_txn *tg_txn_new(struct tg_conn *c)
+{
+    return tg__txn_alloc(c, c->worker->rt);
+}
+
+struct tg_txn *tg_txn_leg(struct tg_txn *t)
+{
+    struct tg_txn *k = tg__txn_alloc(t->conn, t->rt);
+    struct tg_http_header *res_headers = k->res.headers;
+
+    k->parent = t;
+    k->rpc = t->rpc;
+    k->route = t->route;
+    k->req = t->req; /* its header array is the parent's, read only */
+    k->res.headers = res_headers;
+    k->head_len = t->head_len;
+    k->keep_in = t->keep_in; /* the body is held whole: sending it leaves conn->in as it is */
+    k->req_state = TG_REQ_DONE;
+    k->replay = true;
+    k->path_len = t->path_len;
+    memcpy(k->scratch, t->scratch, t->path_len);
+    k->cred_header = t->cred_header;
+    k->caller_plan = t->caller_plan;
+    k->request_id_len = t->request_id_len;
+    memcpy(k->request_id, t->request_id, t->request_id_len);
+    k->has_trace = t->has_trace;
+    k->trace_new = t->trace_new;
+    k->trace_drop = t->trace_drop;
+    memcpy(k->trace_id, t->trace_id, sizeof(k->trace_id));
+    memcpy(k->traceparent, t->traceparent, sizeof(k->traceparent));
+    return k;
+}
+
 void tg_txn_free(struct tg_txn *t)
 {
     struct tg_worker *w = t->conn->worker;
@@ -86,7 +120,7 @@ void tg_txn_free(struct tg_txn *t)
         tg_admission_leave(t);
     if (t->started)
         tg_txn_record(t);
-    if (t->rpc != NULL)
+    if (t->rpc != NULL && t->parent == NULL)
         tg_rpc_txn_free(t);
     if (t->tunnel) {
         w->stats.ws_closed++;
@@ -94,6 +128,18 @@ void tg_txn_free(struct tg_txn *t)
         w->stats.ws_bytes_out += t->bytes_out;
     }
     tg_worker_runtime_done(w, t->rt);
+    if (t->parent != NULL) {
+        /* A leg may end inside its own event handler, which then looks at it once more: it
+         * stays inert (nothing to write, nothing to read) until the batch of events ends. */
+        if (t->up_start_us != 0)
+            tg_txn_attempt_abandoned(t, t->node);
+        t->up_start_us = 0;
+        t->local_reply = true;
+        t->res_end = false;
+        t->next_free = w->dead_txns;
+        w->dead_txns = t;
+        return;
+    }
     t->next_free = w->free_txns;
     w->free_txns = t;
 }
@@ -264,31 +310,107 @@ static void tg__txn_body_ready(struct tg_txn *t, const struct tg_route_captures 
         tg__txn_attempt(t, caps);
 }
 
-/* Reads the rest of a body kept for replay into conn->in, then starts the first attempt. */
-static void tg__txn_buffer_body(struct tg_txn *t)
+/* Decodes the chunked body bytes read so far in place: the data decoded so far stays at
+ * head_len, req_scanned bytes of it. Returns 1 once the last chunk is in (the bytes after it,
+ * a pipelined request, moved up behind the data), 0 when more is to come, -1 for bad framing,
+ * -2 when the data passes jsonrpc.max_body. */
+static int tg__txn_decode_chunked(struct tg_txn *t)
+{
+    struct tg_buf *in = t->conn->in;
+    char *at = in->base + in->start + t->head_len + t->req_scanned;
+    size_t len = (size_t)(in->base + in->end - at), data = 0;
+    ssize_t n = tg_h1_chunked_decode(&t->req_chunked, at, len, &data);
+
+    if (n == TG_H1_INVALID)
+        return -1;
+    if (t->req_chunked.data_bytes > t->route->rpc->max_body)
+        return -2;
+    t->req_scanned += data;
+    if (n == TG_H1_INCOMPLETE) {
+        in->end = (size_t)(at + data - in->base);
+        return 0;
+    }
+    memmove(at + data, at + n, len - (size_t)n);
+    in->end -= (size_t)n - data;
+    return 1;
+}
+
+/* Reads more of the client's body into conn->in. Returns true when bytes came; false when there
+ * are none yet, or the client left (the connection is aborted then). */
+static bool tg__txn_read_body(struct tg_txn *t)
 {
     struct tg_conn *c = t->conn;
     struct tg_buf *in = c->in;
+    ssize_t n;
 
-    while (tg_buf_len(in) < t->keep_in) {
-        ssize_t n;
-
-        if (!c->sock.readable && !tg_sock_pending(&c->sock))
-            return;
-        n = tg_sock_read(&c->sock, in->base + in->end, in->cap - in->end);
-        if (n == TG_AGAIN)
-            return;
-        if (n <= 0) {
-            tg_conn_abort(c);
-            return;
-        }
-        in->end += (size_t)n;
-        tg_conn_arm(c, t->rt->cf->limits.body_timeout);
+    if (!c->sock.readable && !tg_sock_pending(&c->sock))
+        return false;
+    n = tg_sock_read(&c->sock, in->base + in->end, in->cap - in->end);
+    if (n == TG_AGAIN)
+        return false;
+    if (n <= 0) {
+        tg_conn_abort(c);
+        return false;
     }
+    in->end += (size_t)n;
+    tg_conn_arm(c, t->rt->cf->limits.body_timeout);
+    return true;
+}
+
+/* The whole body is in conn->in: the first attempt (or the JSON-RPC checks) may start. */
+static void tg__txn_body_held(struct tg_txn *t)
+{
     t->buffering = false;
     t->req_state = TG_REQ_DONE; /* all of it is here: an answer now keeps the connection */
-    tg_timer_disarm(&c->timer);
+    tg_timer_disarm(&t->conn->timer);
     tg__txn_body_ready(t, NULL);
+}
+
+/* Reads a chunked JSON-RPC body whole, decoded, into conn->in: from then on it is held like a
+ * body sent with a Content-Length (the node gets one). The buffer doubles as the data grows,
+ * up to jsonrpc.max_body. */
+static void tg__txn_buffer_chunked(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+    int rc;
+
+    while ((rc = tg__txn_decode_chunked(t)) == 0) {
+        if (c->in->end == c->in->cap) {
+            t->keep_in = 2 * (c->in->end - c->in->start);
+            tg_txn_hold_room(t);
+        }
+        if (!tg__txn_read_body(t))
+            return;
+    }
+    if (rc < 0) {
+        t->buffering = false;
+        c->worker->stats.rejected_bad_request += rc == -1;
+        c->worker->stats.rejected_body_too_large += rc == -2;
+        if (rc == -1)
+            tg_txn_respond_error(t, 400, "bad_request", "invalid chunked request body");
+        else
+            tg_txn_respond_error(t, 413, "body_too_large",
+                                 "the JSON-RPC body exceeds the route's jsonrpc.max_body");
+        return;
+    }
+    t->req.body_kind = TG_BODY_LENGTH;
+    t->req.content_length = t->req_scanned;
+    t->keep_in = t->head_len + t->req_scanned;
+    t->req_scanned = 0;
+    tg__txn_body_held(t);
+}
+
+/* Reads the rest of a body kept for replay into conn->in, then starts the first attempt. */
+static void tg__txn_buffer_body(struct tg_txn *t)
+{
+    if (t->req.body_kind == TG_BODY_CHUNKED) {
+        tg__txn_buffer_chunked(t);
+        return;
+    }
+    while (tg_buf_len(t->conn->in) < t->keep_in)
+        if (!tg__txn_read_body(t))
+            return;
+    tg__txn_body_held(t);
 }
 
 /* One attempt: the node picked (t->member, or a fresh pick for the first one), the request
@@ -518,6 +640,20 @@ static void tg__txn_hold_body(struct tg_txn *t, const struct tg_route_captures *
     tg__txn_buffer_body(t);
 }
 
+/* Reads a chunked body whole before the first attempt (JSON-RPC routes). */
+static void tg__txn_hold_chunked(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+
+    t->replay = true;
+    t->buffering = true;
+    t->req_state = TG_REQ_BODY;
+    if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len && tg_txn_continue(t) != 0)
+        return;
+    tg_conn_arm(c, t->rt->cf->limits.body_timeout);
+    tg__txn_buffer_body(t);
+}
+
 /* A JSON-RPC route reads a POST body whole, up to jsonrpc.max_body. */
 static void tg__txn_rpc_proceed(struct tg_txn *t)
 {
@@ -525,9 +661,11 @@ static void tg__txn_rpc_proceed(struct tg_txn *t)
         tg__txn_attempt(t, NULL);
     else if (t->req.method_id != TG_METHOD_POST)
         tg_txn_respond_error(t, 405, "method_not_allowed", "JSON-RPC calls are POST requests");
+    else if (t->req.body_kind == TG_BODY_CHUNKED)
+        tg__txn_hold_chunked(t);
     else if (t->req.body_kind != TG_BODY_LENGTH)
         tg_txn_respond_error(t, 411, "length_required",
-                             "send the JSON-RPC body with a Content-Length");
+                             "send the JSON-RPC body with a Content-Length or chunked");
     else if (t->req.content_length > t->route->rpc->max_body)
         tg_txn_respond_error(t, 413, "body_too_large",
                              "the JSON-RPC body exceeds the route's jsonrpc.max_body");
@@ -554,7 +692,7 @@ static void tg__txn_proceed(struct tg_txn *t, const struct tg_route_captures *ca
     tg__txn_attempt(t, caps);
 }
 
-void tg_txn_attempt_on(struct tg_txn *t, struct tg_service *svc)
+void tg_txn_attempt_on(struct tg_txn *t, struct tg_service *svc, const uint64_t *avoid)
 {
     t->svc = svc;
     t->member = -1;
@@ -569,6 +707,8 @@ void tg_txn_attempt_on(struct tg_txn *t, struct tg_service *svc)
     }
     memset(&t->pick, 0, sizeof(t->pick));
     tg__txn_prepare_pick(t);
+    if (avoid != NULL)
+        memcpy(t->pick.tried, avoid, sizeof(t->pick.tried));
     tg__txn_attempt(t, NULL);
 }
 
@@ -706,7 +846,7 @@ void tg_txn_upstream_error(struct tg_txn *t, enum tg_fail why, int status, const
     if (tg_txn_retry_elsewhere(t, why, status, msg))
         return;
     tg_txn_attempt_failed(t, why, status, msg);
-    if (t->rpc != NULL && tg_rpc_group_failed(t, msg))
+    if (t->rpc != NULL && tg_rpc_leg_failed(t, msg))
         return;
     tg_txn_respond_error(t, status, code, msg);
 }

@@ -15,8 +15,9 @@
  * allow and the calls may be sent twice (no write among them). The client gets the node's bytes
  * untouched when nothing was answered here, else an array rebuilt in the client's order.
  *
- * Groups are sent one after another through the transaction's attempt machinery, so every group
- * has the service's retries, timeouts, pools and health accounting.
+ * Each group is sent as a leg (jsonrpc_txn.h): one leg by the transaction itself, several at once
+ * by child transactions (fanout.c). Every leg goes through the attempt machinery, so it has the
+ * service's retries, timeouts, pools and health accounting.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -30,37 +31,11 @@
 #include "core/keccak.h"
 #include "core/sbuf.h"
 #include "jsonrpc/jsonrpc.h"
+#include "proxy/jsonrpc_txn.h"
 #include "proxy/proxy.h"
 
-#define TG_RPC_MAX_GROUPS 8 /* the route's service and up to 7 jsonrpc.routes services */
 #define TG_RPC_MAX_TOKENS (1u << 20)
 #define TG_RPC_METHOD_MAX 128
-
-struct tg_rpc_txn {
-    struct tg_rpc_txn *next_free;
-    struct tg_rpc_envelope env;
-    uint32_t cap;              /* entries of the per-call arrays */
-    struct tg_rpc_call *calls; /* env.calls */
-    int32_t *local;            /* per call: 0 = sent to a node, else the error code answered here */
-    const char **why;          /* per call: the message of a local error */
-    uint8_t *group;            /* per call: index into groups */
-    struct tg_rpc_reply *replies;
-    struct tg_rpc_reply *span; /* per call: its reply, once matched (len 0: none) */
-    const char *body;          /* the client's body, in conn->in */
-    size_t len;
-    struct tg_service *groups[TG_RPC_MAX_GROUPS];
-    struct tg_sbuf got[TG_RPC_MAX_GROUPS]; /* each group's reply body */
-    int got_status[TG_RPC_MAX_GROUPS];
-    uint8_t num_groups, cur;
-    bool whole;                   /* one group with every call: the client's bytes go as they are */
-    bool write;                   /* a call changes state (a transaction): never sent twice */
-    bool head;                    /* a single eth_blockNumber: answers must not go backwards */
-    struct tg_str send;           /* what the current attempt sends */
-    char caller[TG_KEY_NAME_MAX]; /* the consumer's name, kept for the limits */
-    struct tg_wsrpc *ws;          /* a JSON-RPC WebSocket (wsrpc.c) */
-    struct tg_sbuf fwd;           /* the composed body of the current group */
-    struct tg_sbuf out;           /* the reply to the client when rebuilt */
-};
 
 /* Methods that change state: sent to one node, never twice. */
 static const char *const tg__writes[] = {"eth_sendRawTransaction", "eth_sendTransaction",
@@ -96,12 +71,8 @@ static struct tg_rpc_txn *tg__rpc_get(struct tg_worker *w, uint32_t want)
         r->span = tg_malloc(want * sizeof(*r->span));
     }
     r->env.calls = r->calls;
-    r->num_groups = r->cur = 0;
-    r->whole = r->write = r->head = false;
-    for (size_t g = 0; g < TG_RPC_MAX_GROUPS; g++) {
-        r->got[g].len = 0;
-        r->got_status[g] = 0;
-    }
+    r->num_groups = r->num_legs = r->running = r->writes = 0;
+    r->whole = r->head = r->starting = false;
     r->fwd.len = r->out.len = 0;
     return r;
 }
@@ -115,10 +86,16 @@ void tg_rpc_txn_free(struct tg_txn *t)
     t->rpc = NULL;
     tg_wsrpc_free(r->ws);
     r->ws = NULL;
-    /* buffers grown by a large reply are not kept for the next request */
-    for (size_t g = 0; g < TG_RPC_MAX_GROUPS; g++)
-        if (r->got[g].cap > TG_BUF_SIZE)
-            tg_sbuf_dispose(&r->got[g]);
+    for (size_t k = 0; k < r->num_legs; k++) {
+        struct tg_rpc_leg *l = &r->legs[k];
+
+        if (l->txn != NULL && l->txn != t) /* the client left before this leg ended */
+            tg_txn_free(l->txn);
+        l->txn = NULL;
+        /* buffers grown by a large reply are not kept for the next request */
+        if (l->got.cap > TG_BUF_SIZE)
+            tg_sbuf_dispose(&l->got);
+    }
     if (r->out.cap > TG_BUF_SIZE)
         tg_sbuf_dispose(&r->out);
     if (r->fwd.cap > TG_BUF_SIZE)
@@ -133,8 +110,8 @@ void tg_rpc_worker_dispose(struct tg_worker *w)
         struct tg_rpc_txn *r = w->free_rpc;
 
         w->free_rpc = r->next_free;
-        for (size_t g = 0; g < TG_RPC_MAX_GROUPS; g++)
-            tg_sbuf_dispose(&r->got[g]);
+        for (size_t k = 0; k < TG_RPC_MAX_LEGS; k++)
+            tg_sbuf_dispose(&r->legs[k].got);
         tg_sbuf_dispose(&r->out);
         tg_sbuf_dispose(&r->fwd);
         tg__rpc_arrays_free(r);
@@ -321,7 +298,8 @@ static uint64_t tg__sort_calls(struct tg_txn *t, bool one_service)
         if (g == r->num_groups)
             r->groups[r->num_groups++] = svc;
         r->group[i] = g;
-        r->write |= tg__is_write(m, c->method_len);
+        if (tg__is_write(m, c->method_len))
+            r->writes |= (uint8_t)(1u << g);
         units += route->cost != 0          ? route->cost
                  : k < sc->rpc.num_weights ? sc->rpc.weights[k].units
                                            : sc->rpc.default_weight;
@@ -329,38 +307,62 @@ static uint64_t tg__sort_calls(struct tg_txn *t, bool one_service)
     return units;
 }
 
-/* The body of group g: the client's bytes when the group is the whole request. */
-static void tg__compose_group(struct tg_txn *t, uint8_t g)
+/* The body of every group: the client's bytes when one group is the whole request, else an
+ * array of the group's calls. */
+static void tg__compose_groups(struct tg_rpc_txn *r)
 {
-    struct tg_rpc_txn *r = t->rpc;
-    bool first = true;
+    size_t off[TG_RPC_MAX_GROUPS];
 
     r->fwd.len = 0;
-    if (r->whole)
+    if (r->whole) {
+        r->send[0] = tg_str_make(r->body, r->len);
         return;
-    tg_sbuf_add(&r->fwd, "[", 1);
-    for (uint32_t i = 0; i < r->env.num; i++) {
-        if (r->local[i] != 0 || r->group[i] != g)
-            continue;
-        if (!first)
-            tg_sbuf_add(&r->fwd, ",", 1);
-        tg_sbuf_add(&r->fwd, r->body + r->calls[i].off, r->calls[i].len);
-        first = false;
     }
-    tg_sbuf_add(&r->fwd, "]", 1);
+    for (uint8_t g = 0; g < r->num_groups; g++) {
+        bool first = true;
+
+        off[g] = r->fwd.len;
+        tg_sbuf_add(&r->fwd, "[", 1);
+        for (uint32_t i = 0; i < r->env.num; i++) {
+            if (r->local[i] != 0 || r->group[i] != g)
+                continue;
+            if (!first)
+                tg_sbuf_add(&r->fwd, ",", 1);
+            tg_sbuf_add(&r->fwd, r->body + r->calls[i].off, r->calls[i].len);
+            first = false;
+        }
+        tg_sbuf_add(&r->fwd, "]", 1);
+    }
+    for (uint8_t g = 0; g < r->num_groups; g++)
+        r->send[g] = tg_str_make(r->fwd.base + off[g],
+                                 (g + 1 < r->num_groups ? off[g + 1] : r->fwd.len) - off[g]);
 }
 
-static void tg__send_group(struct tg_txn *t)
+/* One leg per group; a write group of a service with jsonrpc.broadcast gets one per node, up
+ * to the service's nodes and the room left. */
+static void tg__plan_legs(struct tg_rpc_txn *r)
 {
-    struct tg_rpc_txn *r = t->rpc;
+    r->num_legs = 0;
+    for (uint8_t g = 0; g < r->num_groups; g++) {
+        const struct tg_service *svc = r->groups[g];
+        uint32_t copies = r->writes >> g & 1 ? svc->conf->rpc.broadcast : 1;
+        uint32_t room = TG_RPC_MAX_LEGS - r->num_legs - (r->num_groups - g - 1u);
 
-    tg__compose_group(t, r->cur);
-    r->send = r->whole ? tg_str_make(r->body, r->len) : tg_str_make(r->fwd.base, r->fwd.len);
-    t->rpc_idempotent = !r->write;
-    tg_txn_attempt_on(t, r->groups[r->cur]);
+        copies = TG_MIN(copies, TG_MIN(room, TG_MAX((uint32_t)svc->num_nodes, 1u)));
+        r->answer[g] = -1;
+        r->failed[g] = NULL;
+        for (uint32_t c = 0; c < copies; c++) {
+            struct tg_rpc_leg *l = &r->legs[r->num_legs++];
+
+            l->txn = NULL;
+            l->got.len = 0;
+            l->status = 0;
+            l->group = g;
+            l->state = TG_LEG_RUNNING;
+            l->clean = l->linger = false;
+        }
+    }
 }
-
-static void tg__finish(struct tg_txn *t);
 
 /* The transaction's JSON-RPC state and the worker's tokenizer, made on first use. */
 static struct tg_rpc_txn *tg__rpc_prepare(struct tg_txn *t)
@@ -385,7 +387,7 @@ struct tg_wsrpc **tg_rpc_ws(struct tg_txn *t)
 
 struct tg_str tg_rpc_body(const struct tg_txn *t)
 {
-    return t->rpc->send;
+    return t->rpc->send[t->rpc->legs[t->rpc_leg].group];
 }
 
 const char *tg_rpc_keep_caller(struct tg_txn *t, const char *name, size_t len)
@@ -434,7 +436,7 @@ void tg_rpc_begin(struct tg_txn *t)
     for (uint32_t i = 0; i < r->env.num; i++)
         forwarded += r->local[i] == 0;
     if (forwarded == 0) {
-        tg__finish(t);
+        tg_rpc_answer(t);
         return;
     }
     if (!tg_txn_limits(t, units, true))
@@ -442,20 +444,29 @@ void tg_rpc_begin(struct tg_txn *t)
     r->whole = r->num_groups == 1 && forwarded == r->env.num;
     r->head = !r->env.batch &&
               tg__is(r->body + r->calls[0].method_off, r->calls[0].method_len, "eth_blockNumber");
-    tg__send_group(t);
+    tg__compose_groups(r);
+    tg__plan_legs(r);
+    if (r->num_legs > 1) {
+        tg_rpc_fan_out(t);
+        return;
+    }
+    r->legs[0].txn = t;
+    r->running = 1;
+    t->rpc_leg = 0;
+    t->rpc_idempotent = !(r->writes & 1);
+    tg_txn_attempt_on(t, r->groups[0], NULL);
 }
 
 /* -- the reply ------------------------------------------------------------------------------ */
 
 void tg_rpc_collect_reset(struct tg_txn *t)
 {
-    t->rpc->got[t->rpc->cur].len = 0;
+    t->rpc->legs[t->rpc_leg].got.len = 0;
 }
 
 int tg_rpc_collect(struct tg_txn *t, const char *p, size_t n)
 {
-    struct tg_rpc_txn *r = t->rpc;
-    struct tg_sbuf *b = &r->got[r->cur];
+    struct tg_sbuf *b = &t->rpc->legs[t->rpc_leg].got;
 
     if (b->len + n > t->route->rpc->max_response)
         return -1;
@@ -488,17 +499,19 @@ static bool tg__head_behind(struct tg_txn *t, const struct tg_rpc_reply *rep, co
 }
 
 /*
- * The current group's reply is complete. Returns false when the attempt is to be failed (the
+ * The current leg's reply is complete. Returns false when the attempt is to be failed (the
  * node cannot answer: another node is tried when allowed), with a reason in *why.
  */
 bool tg_rpc_reply_ok(struct tg_txn *t, const char **why)
 {
     struct tg_rpc_txn *r = t->rpc;
-    const struct tg_sbuf *b = &r->got[r->cur];
+    struct tg_rpc_leg *l = &r->legs[t->rpc_leg];
+    const struct tg_sbuf *b = &l->got;
     size_t num = 0;
     bool batch;
 
     t->rpc_no_blame = false;
+    l->clean = true;
     if (t->up_status >= 500 || t->up_status == 429) {
         tg__count_error(t, t->svc, "http_error");
         *why = "answered an HTTP error";
@@ -523,6 +536,8 @@ bool tg_rpc_reply_ok(struct tg_txn *t, const char **why)
         tg__count_error(t, t->svc, k.kind);
         if (k.verdict == TG_RPC_KNOWN)
             r->whole = false; /* the answer is rebuilt with the transaction's hash */
+        else
+            l->clean = false;
         if (k.verdict == TG_RPC_NODE) {
             /* A caller can make every node say these (a made-up method, a future block):
              * another node is asked, but the node's health does not pay for it. */
@@ -573,15 +588,22 @@ static bool tg__known_tx(struct tg_rpc_txn *r, uint32_t i, const char *body,
     return true;
 }
 
+/* The reply body answering group g, NULL when the group has none. */
+static const struct tg_sbuf *tg__answer(const struct tg_rpc_txn *r, uint8_t g)
+{
+    return r->answer[g] >= 0 ? &r->legs[r->answer[g]].got : NULL;
+}
+
 /* Finds each forwarded call's reply in its group's answer (each answer scanned once). */
 static void tg__match_all(struct tg_rpc_txn *r)
 {
     for (uint8_t g = 0; g < r->num_groups; g++) {
-        const struct tg_sbuf *b = &r->got[g];
+        const struct tg_sbuf *b = tg__answer(r, g);
         size_t num = 0;
         bool batch;
 
-        if (tg_rpc_scan_replies(b->base, b->len, r->replies, r->cap, &num, &batch) != 0)
+        if (b == NULL ||
+            tg_rpc_scan_replies(b->base, b->len, r->replies, r->cap, &num, &batch) != 0)
             num = 0;
         for (uint32_t i = 0; i < r->env.num; i++) {
             const struct tg_rpc_reply *rep;
@@ -609,7 +631,7 @@ static void tg__rebuild(struct tg_txn *t)
         size_t id_len;
         const char *id = tg__id(r, c, &id_len);
         const struct tg_rpc_reply *rep = &r->span[i];
-        const char *body;
+        const struct tg_sbuf *b;
 
         if (c->id_kind == TG_RPC_ID_ABSENT && c->error == 0)
             continue; /* a notification gets no answer */
@@ -620,24 +642,38 @@ static void tg__rebuild(struct tg_txn *t)
             tg__error_obj(&r->out, id, id_len, r->local[i], r->why[i]);
             continue;
         }
-        body = r->got[r->group[i]].base;
-        if (rep->len == 0)
-            tg__error_obj(&r->out, id, id_len, TG_RPC_INTERNAL_ERROR, "the node gave no answer");
-        else if (!tg__known_tx(r, i, body, rep))
-            tg_sbuf_add(&r->out, body + rep->off, rep->len);
+        b = tg__answer(r, r->group[i]);
+        if (b == NULL) {
+            tg__error_obj(&r->out, id, id_len, TG_RPC_INTERNAL_ERROR,
+                          r->failed[r->group[i]] ? r->failed[r->group[i]] : "no node answered");
+        } else if (rep->len == 0) {
+            int status = r->legs[r->answer[r->group[i]]].status;
+            char msg[40];
+
+            snprintf(msg, sizeof(msg), "the node answered HTTP %d", status);
+            tg__error_obj(&r->out, id, id_len, TG_RPC_INTERNAL_ERROR,
+                          status >= 300 ? msg : "the node gave no answer");
+        } else if (!tg__known_tx(r, i, b->base, rep)) {
+            tg_sbuf_add(&r->out, b->base + rep->off, rep->len);
+        }
     }
     if (r->env.batch)
         tg_sbuf_add(&r->out, "]", 1);
 }
 
-static void tg__finish(struct tg_txn *t)
+void tg_rpc_answer(struct tg_txn *t)
 {
     struct tg_rpc_txn *r = t->rpc;
 
+    if (r->num_groups == 1 && r->answer[0] < 0) { /* every leg failed: as a single node would */
+        tg_txn_respond_error(t, 502, "upstream_unavailable",
+                             r->failed[0] ? r->failed[0] : "no node answered");
+        return;
+    }
     if (r->whole) {
-        const struct tg_sbuf *b = &r->got[0];
+        const struct tg_rpc_leg *l = &r->legs[r->answer[0]];
 
-        tg_txn_reply(t, r->got_status[0] ? r->got_status[0] : 200, b->base, b->len);
+        tg_txn_reply(t, l->status ? l->status : 200, l->got.base, l->got.len);
         return;
     }
     tg__rebuild(t);
@@ -648,37 +684,29 @@ static void tg__finish(struct tg_txn *t)
     tg_txn_reply(t, 200, r->out.base, r->out.len);
 }
 
-/* The current group's reply was accepted: on to the next group, or answer the client. */
-void tg_rpc_group_done(struct tg_txn *t)
+void tg_rpc_leg_done(struct tg_txn *t, bool accepted)
 {
     struct tg_rpc_txn *r = t->rpc;
+    struct tg_rpc_leg *l = &r->legs[t->rpc_leg];
+    bool copies = tg_rpc_leg_copies(r, t->rpc_leg);
 
-    r->got_status[r->cur] = t->up_status;
-    if (++r->cur < r->num_groups) {
-        tg_txn_attempt_done(t); /* the group's node is judged before the next attempt */
+    l->status = t->up_status;
+    if (t->parent != NULL) {
+        tg_txn_attempt_done(t); /* the client's transaction accounts its own when recorded */
         t->up_start_us = 0;
-        tg__send_group(t);
-        return;
+        t = t->parent;
     }
-    tg__finish(t);
+    /* a broadcast write is a success only with a result: an error of the caller's (nonce too
+     * low...) from one node waits for the others */
+    tg_rpc_leg_end(t, (uint8_t)(l - r->legs),
+                   accepted && (l->clean || !copies) ? TG_LEG_OK : TG_LEG_KEPT, NULL);
 }
 
-/* An attempt failed for good (no node left, budget spent...): the calls of its group get an
- * error, the other groups go on. Returns true when it answered or moved on. */
-bool tg_rpc_group_failed(struct tg_txn *t, const char *msg)
+bool tg_rpc_leg_failed(struct tg_txn *t, const char *msg)
 {
-    struct tg_rpc_txn *r = t->rpc;
-
-    if (r == NULL || r->num_groups <= 1)
-        return false; /* one group: the transaction's usual error answer */
-    for (uint32_t i = 0; i < r->env.num; i++) {
-        if (r->local[i] == 0 && r->group[i] == r->cur) {
-            r->local[i] = TG_RPC_INTERNAL_ERROR;
-            r->why[i] = msg;
-        }
-    }
-    r->whole = false;
-    tg_rpc_group_done(t);
+    if (t->rpc == NULL || t->parent == NULL)
+        return false; /* the client's transaction: its usual error answer */
+    tg_rpc_leg_end(t->parent, t->rpc_leg, TG_LEG_FAILED, msg);
     return true;
 }
 
@@ -753,8 +781,7 @@ int tg_rpc_ws_message(struct tg_txn *t, const char *msg, size_t len, struct tg_s
     r = tg__rpc_prepare(t);
     r->body = msg;
     r->len = len;
-    r->num_groups = 0;
-    r->write = false;
+    r->num_groups = r->writes = 0;
     local->len = fwd->len = 0;
     rc_parse = tg_rpc_parse(w->rpc_tokens, msg, len, rc->max_batch, &r->env);
     if (rc_parse != 0) {

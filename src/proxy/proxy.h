@@ -156,8 +156,9 @@ struct tg_conn {
 enum tg_up_state {
     TG_UP_CONNECTING,
     TG_UP_HANDSHAKE,
-    TG_UP_READY, /* connected, attached to a transaction */
-    TG_UP_IDLE,  /* in the pool */
+    TG_UP_READY,  /* connected, attached to a transaction */
+    TG_UP_IDLE,   /* in the pool */
+    TG_UP_LINGER, /* given up after its request: the answer is read and dropped (fanout.c) */
 };
 
 struct tg_upconn {
@@ -209,6 +210,8 @@ struct tg_txn {
 
     /* request body */
     uint8_t req_state;
+    uint8_t res_state;
+    uint8_t rpc_leg;        /* JSON-RPC: the leg this transaction sends (jsonrpc.c) */
     uint64_t req_remaining; /* TG_BODY_LENGTH: bytes still to forward */
     uint64_t req_body_bytes;
     uint64_t max_body;  /* the route's limit, or limits.max_body */
@@ -217,7 +220,6 @@ struct tg_txn {
     struct tg_h1_chunked req_chunked;
 
     /* response */
-    uint8_t res_state;
     uint64_t res_remaining;
     size_t res_scanned;
     bool res_decode; /* chunked upstream body decoded for an HTTP/1.0 client */
@@ -287,6 +289,7 @@ struct tg_txn {
     const char *caller;     /* the consumer's name; NULL: anonymous (or an open route). In the key
                              * table (valid for this event only) or, on JSON-RPC routes, a copy */
     struct tg_rpc_txn *rpc; /* JSON-RPC routes: the envelope and its replies (jsonrpc.c) */
+    struct tg_txn *parent;  /* a leg of a JSON-RPC fan-out: the client's transaction (legs.c) */
 
     struct tg_txn *next_free;
     size_t alloc_headers; /* capacity of the header arrays of this allocation */
@@ -315,6 +318,8 @@ struct tg_worker {
     /* closed during the current event batch: recycled when it ends (tg_loop_on_batch_end) */
     struct tg_conn *dead_conns;
     struct tg_upconn *dead_upconns;
+    struct tg_txn *dead_txns;    /* JSON-RPC legs that ended */
+    struct tg_upconn *lingering; /* node connections in TG_UP_LINGER (pool_next links) */
     struct tg_listener *dead_listeners;
     struct tg_http_header *hdr_scratch;
     uint32_t rr;
@@ -439,6 +444,10 @@ void tg_txn_respond_busy(struct tg_txn *t, const char *code, const char *message
 
 /* forward.c: upstream side */
 struct tg_txn *tg_txn_new(struct tg_conn *c);
+/* A child of t sending one leg of a JSON-RPC fan-out (fanout.c): t's request head, its own
+ * attempts, node connection and reply; it never writes to the client. Freed by tg_txn_free,
+ * which keeps it inert until the current batch of events ends. */
+struct tg_txn *tg_txn_leg(struct tg_txn *t);
 void tg_txn_free(struct tg_txn *t);
 void tg_txn_start(struct tg_txn *t);
 void tg_txn_run(struct tg_txn *t);
@@ -477,6 +486,10 @@ bool tg_txn_recv(struct tg_txn *t);
 /* upconn.c */
 struct tg_upconn *tg_upconn_get(struct tg_worker *w, struct tg_node *n, int *err);
 void tg_upconn_release(struct tg_upconn *u, bool reusable);
+/* The transaction leaves u after sending its whole request, without waiting for the answer:
+ * the node may finish (a write is not cut off by a closed connection); what it answers is read
+ * and dropped, and u closes then, when the node closes it, or after timeout. */
+void tg_upconn_linger(struct tg_upconn *u, tg_msec_t timeout);
 /* Closes this worker's idle connections to n. */
 void tg_pool_close(struct tg_worker *w, struct tg_node *n);
 void tg_upconn_close(struct tg_upconn *u);
@@ -515,8 +528,8 @@ void tg_txn_head_arrived(struct tg_txn *t);
 void tg_txn_attempt_abandoned(struct tg_txn *t, struct tg_node *n);
 
 /* forward.c, for jsonrpc.c: a new attempt (fresh pick, attempt count) on svc, sending
- * tg_rpc_body(t) */
-void tg_txn_attempt_on(struct tg_txn *t, struct tg_service *svc);
+ * tg_rpc_body(t), on none of the members set in avoid (NULL: any) */
+void tg_txn_attempt_on(struct tg_txn *t, struct tg_service *svc, const uint64_t *avoid);
 /* forward.c, for record.c and jsonrpc.c: the node accounting of an attempt that answered */
 void tg_txn_attempt_done(struct tg_txn *t);
 
@@ -533,10 +546,14 @@ void tg_rpc_collect_reset(struct tg_txn *t);
 int tg_rpc_collect(struct tg_txn *t, const char *p, size_t n);
 /* The node's reply is whole: false (and why) when the node could not answer it. */
 bool tg_rpc_reply_ok(struct tg_txn *t, const char **why);
-/* The reply was accepted: the next group, or the answer to the client. */
-void tg_rpc_group_done(struct tg_txn *t);
-/* The current group failed for good; true when the answer goes on without it. */
-bool tg_rpc_group_failed(struct tg_txn *t, const char *msg);
+/* The leg t sends has its node's reply, accepted or kept as the node's word (no other node
+ * could be asked). */
+void tg_rpc_leg_done(struct tg_txn *t, bool accepted);
+/* The leg t sends failed for good: true when t is a child of a fan-out (fanout.c), whose
+ * failure goes into the answer; false for the client's transaction. */
+bool tg_rpc_leg_failed(struct tg_txn *t, const char *msg);
+/* A child of a fan-out has written its whole request (fanout.c); it may end here. */
+void tg_rpc_leg_sent(struct tg_txn *t);
 void tg_rpc_txn_free(struct tg_txn *t);
 /* One text message of a JSON-RPC WebSocket from the client: its calls checked against the
  * policies and charged to the limits. TG_RPC_WS_FORWARD: send it as it is; TG_RPC_WS_SPLIT: send

@@ -106,8 +106,7 @@ int tg_txn_compose_request(struct tg_txn *t, struct tg_str path,
     struct tg__req_skip skip = {
         .trusted = tg_runtime_trusted(rt, &c->peer),
         .drop_trace = t->trace_drop,
-        .length = t->rpc != NULL && !t->ws &&
-                  tg_rpc_body(t).base != c->in->base + c->in->start + t->head_len,
+        .length = t->rpc != NULL && !t->ws, /* the body sent may be another one, or decoded */
         .no_extensions = t->ws && route->rpc != NULL,
         .credential = t->cred_header ? &t->req.headers[t->cred_header - 1] : NULL};
     const char *peer;
@@ -360,6 +359,8 @@ bool tg_txn_send(struct tg_txn *t)
                 in->start = in->end = 0;
         }
         tg_upconn_arm(u, t->svc->conf->response_timeout);
+        if (t->parent != NULL)
+            tg_rpc_leg_sent(t);
         return true;
     }
     if (t->req_state != TG_REQ_BODY)
@@ -444,9 +445,11 @@ int tg_txn_compose_for(struct tg_txn *t, struct tg_node *n, struct iovec **iov, 
     t->node = first;
     if (rc == 0 && t->keep_in != 0) {
         struct tg_buf *in = t->conn->in;
+        struct tg_str b = t->rpc != NULL ? tg_rpc_body(t)
+                                         : tg_str_make(in->base + in->start + t->head_len,
+                                                       (size_t)t->req.content_length);
 
-        t->req_out.iov[t->req_out.cnt++] =
-            (struct iovec){in->base + in->start + t->head_len, (size_t)t->req.content_length};
+        t->req_out.iov[t->req_out.cnt++] = (struct iovec){(void *)b.base, b.len};
     }
     *iov = t->req_out.iov;
     *cnt = t->req_out.cnt;

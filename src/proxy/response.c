@@ -191,8 +191,7 @@ static void tg__txn_collected(struct tg_txn *t)
             return;
         tg_txn_attempt_failed(t, TG_FAIL_RPC, t->up_status, why);
     }
-    tg_rpc_group_done(t); /* an answered attempt is accounted when the next group starts, or by
-                             tg_txn_record() for the last one */
+    tg_rpc_leg_done(t, ok);
 }
 
 /* Moves the reply body bytes in up->in into the JSON-RPC reply. */
@@ -491,6 +490,6 @@ void tg_txn_head_arrived(struct tg_txn *t)
     struct tg_conn *c = t->conn;
 
     tg__txn_parse_head(t);
-    if (!c->dead && c->txn == t && !t->local_reply)
+    if (!c->dead && (c->txn == t || t->parent != NULL) && !t->local_reply)
         tg_txn_run(t);
 }

@@ -50,6 +50,12 @@ static void tg__worker_recycle(struct tg_loop *loop, void *arg)
         u->next_free = w->free_upconns;
         w->free_upconns = u;
     }
+    while (w->dead_txns != NULL) {
+        struct tg_txn *t = w->dead_txns;
+        w->dead_txns = t->next_free;
+        t->next_free = w->free_txns;
+        w->free_txns = t;
+    }
 }
 
 static void tg__on_accept(struct tg_loop *loop, struct tg_watch *watch, unsigned events)
@@ -407,6 +413,8 @@ void tg_worker_dispose(struct tg_worker *w)
         tg_conn_abort(w->conns);
     for (size_t i = 0; i < w->rt->up.num_nodes; i++)
         tg_pool_close(w, w->rt->up.nodes[i]);
+    while (w->lingering != NULL)
+        tg_upconn_close(w->lingering);
     tg_timer_disarm(&w->beat_timer);
     tg__worker_recycle(w->loop, w);
     while ((c = w->free_conns) != NULL) {

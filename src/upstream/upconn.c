@@ -4,7 +4,8 @@
  *
  * A connection goes back to the pool only after a complete exchange (§9.14); the caller decides
  * that. A pooled connection that turns readable has been closed by the node or has sent bytes
- * nobody asked for: either way it is closed. Pools are per worker, so no lock is taken.
+ * nobody asked for: either way it is closed. Pools are per worker, so no lock is taken. A
+ * lingering connection (tg_upconn_linger) waits for an answer nobody reads, outside the pool.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -47,6 +48,17 @@ static void tg__pool_unlink(struct tg_worker *w, struct tg_upconn *u)
     nw->idle_count--;
 }
 
+static void tg__linger_unlink(struct tg_worker *w, struct tg_upconn *u)
+{
+    if (u->pool_prev != NULL)
+        u->pool_prev->pool_next = u->pool_next;
+    else
+        w->lingering = u->pool_next;
+    if (u->pool_next != NULL)
+        u->pool_next->pool_prev = u->pool_prev;
+    u->pool_next = u->pool_prev = NULL;
+}
+
 void tg_upconn_close(struct tg_upconn *u)
 {
     if (u->dead)
@@ -58,6 +70,8 @@ void tg_upconn_close(struct tg_upconn *u)
     u->counted = false;
     if (u->state == TG_UP_IDLE)
         tg__pool_unlink(u->worker, u);
+    else if (u->state == TG_UP_LINGER)
+        tg__linger_unlink(u->worker, u);
     u->dead = true;
     u->txn = NULL;
     if (!u->in_callback)
@@ -111,7 +125,8 @@ void tg_upconn_arm(struct tg_upconn *u, tg_msec_t delay)
 }
 
 /* A readiness event on a pooled connection: spurious (the edge of bytes already consumed), or
- * the node closed it, or it sent bytes nobody asked for. */
+ * the node closed it, or it sent bytes nobody asked for. On a lingering one: the node answered
+ * (or closed) at last. Either way the connection is done. */
 static void tg__upconn_idle_event(struct tg_upconn *u)
 {
     char probe[64];
@@ -152,7 +167,7 @@ static void tg__upconn_on_event(struct tg_loop *loop, struct tg_watch *watch, un
     if (events & TG_EV_WRITE)
         u->sock.writable = true;
     u->in_callback = true;
-    if (u->state == TG_UP_IDLE) {
+    if (u->state == TG_UP_IDLE || u->state == TG_UP_LINGER) {
         tg__upconn_idle_event(u);
         goto out;
     }
@@ -302,6 +317,20 @@ void tg_upconn_release(struct tg_upconn *u, bool reusable)
     nw->idle = u;
     nw->idle_count++;
     tg_upconn_arm(u, n->pool_idle_timeout);
+}
+
+void tg_upconn_linger(struct tg_upconn *u, tg_msec_t timeout)
+{
+    struct tg_worker *w = u->worker;
+
+    u->txn = NULL;
+    u->state = TG_UP_LINGER;
+    u->pool_prev = NULL;
+    u->pool_next = w->lingering;
+    if (w->lingering != NULL)
+        w->lingering->pool_prev = u;
+    w->lingering = u;
+    tg_upconn_arm(u, timeout); /* with no transaction, the timer closes it */
 }
 
 void tg_pool_close(struct tg_worker *w, struct tg_node *n)

@@ -141,6 +141,66 @@ def test_body_limits(tollgate, nodes):
     assert n.request_count == 0
 
 
+def chunked_post(tg, chunks, then=b""):
+    """POSTs a chunked body (a list of byte strings, one chunk each) and whatever `then` holds
+    (a pipelined request) on one connection; returns the raw bytes read until it closes."""
+    import socket
+
+    s = socket.create_connection(tg.addr, timeout=5)
+    body = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    close = b"" if then else b"Connection: close\r\n"
+    s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n" + close +
+              b"Content-Type: application/json\r\n\r\n" + body + then)
+    got = b""
+    while True:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            break
+        if not d:
+            break
+        got += d
+    s.close()
+    return got
+
+
+def test_chunked_bodies(tollgate, nodes):
+    """A chunked body is read whole, decoded, and goes to the node with a Content-Length; a
+    pipelined request after it is served; too much data is a 413, bad framing a 400."""
+    full, archive = nodes(2)
+    full.on("*", result="full")
+    archive.on("*", result="archive")
+    tg = gate(tollgate, rpc_service(full), {"max_body": "1kb",
+                                            "routes": [{"methods": ["trace_*"],
+                                                        "service": "archive"}]},
+              services={"archive": rpc_service(archive)})
+    batch = json.dumps([call("eth_chainId", id=1), call("trace_block", id=2)]).encode()
+    single = json.dumps(call("eth_chainId", id=3)).encode()
+    got = chunked_post(tg, [batch[:7], batch[7:30], batch[30:]],
+                       then=b"POST /rpc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                            b"Content-Length: %d\r\n\r\n%s" % (len(single), single))
+    answers = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])
+               for part in got.split(b"HTTP/1.1 200")[1:]]
+    report("chunked", responses=got.count(b"HTTP/1.1 "), answers=answers,
+           node_saw=[c.raw for c in archive.calls][:1])
+    assert answers[0] == [{"jsonrpc": "2.0", "id": 1, "result": "full"},
+                          {"jsonrpc": "2.0", "id": 2, "result": "archive"}], answers
+    assert answers[1] == {"jsonrpc": "2.0", "id": 3, "result": "full"}, answers
+    for req in full.http_requests + archive.http_requests:
+        assert not req.chunked and int(req.header("content-length")) == len(req.body), req
+    one = chunked_post(tg, [single[:5], single[5:]])  # sent as it came, decoded
+    assert json.loads(one.split(b"\r\n\r\n", 1)[1]) == answers[1], one
+    assert full.http_requests[-1].body == single
+    big = chunked_post(tg, [b"[" + b" " * 600, b" " * 600 + b"]"])
+    assert big.startswith(b"HTTP/1.1 413"), big[:100]
+    import socket
+    s = socket.create_connection(tg.addr, timeout=5)
+    s.sendall(b"POST /rpc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    bad = s.recv(4096)
+    s.close()
+    assert bad.startswith(b"HTTP/1.1 400"), bad[:100]
+
+
 # -- 2. method policies and weights --------------------------------------------------------------
 
 

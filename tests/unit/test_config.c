@@ -854,27 +854,29 @@ TEST(identity_errors)
 /* JSON-RPC sections: only on jsonrpc services and the routes to them. */
 TEST(jsonrpc_errors)
 {
-    EXPECT_ERRORS(MIN_LISTEN "services:\n"
-                             "  eth:\n"
-                             "    kind: jsonrpc\n"
-                             "    nodes: [ { url: http://h } ]\n"
-                             "    jsonrpc: { weights: { eth_getLogs: 0, \"a b\": 3 } }\n"
-                             "  web:\n"
-                             "    nodes: [ { url: http://h } ]\n"
-                             "    jsonrpc: { weights: { x: 1 } }\n"
-                             "routes:\n"
-                             "  - name: r\n"
-                             "    service: eth\n"
-                             "    jsonrpc:\n"
-                             "      max_batch: 0\n"
-                             "      routes: [ { methods: [trace_*], service: web } ]\n"
-                             "  - name: w\n"
-                             "    service: web\n"
-                             "    match: { path: /w }\n"
-                             "    jsonrpc: {}\n",
+    EXPECT_ERRORS(MIN_LISTEN
+                  "services:\n"
+                  "  eth:\n"
+                  "    kind: jsonrpc\n"
+                  "    nodes: [ { url: http://h } ]\n"
+                  "    jsonrpc: { weights: { eth_getLogs: 0, \"a b\": 3 }, broadcast: 9 }\n"
+                  "  web:\n"
+                  "    nodes: [ { url: http://h } ]\n"
+                  "    jsonrpc: { weights: { x: 1 } }\n"
+                  "routes:\n"
+                  "  - name: r\n"
+                  "    service: eth\n"
+                  "    jsonrpc:\n"
+                  "      max_batch: 0\n"
+                  "      routes: [ { methods: [trace_*], service: web } ]\n"
+                  "  - name: w\n"
+                  "    service: web\n"
+                  "    match: { path: /w }\n"
+                  "    jsonrpc: {}\n",
                   "t.yaml:6:40: weights: expected a whole number from 1 to 1000000, got '0'",
                   "t.yaml:6:43: weights: 'a b' is not a method name or pattern like eth_call or "
                   "debug_*",
+                  "t.yaml:6:66: broadcast: must be at most 8, got 9",
                   "t.yaml:9:14: jsonrpc: service 'web' is not kind: jsonrpc",
                   "t.yaml:14:18: max_batch: must be at least 1, got 0",
                   "t.yaml:15:17: jsonrpc.routes: service 'web' is not kind: jsonrpc",
