@@ -118,8 +118,7 @@ static bool tg__node_resolved(const struct tg_node *n)
 
 static bool tg__node_usable(const struct tg_member *m)
 {
-    return tg__node_resolved(m->node) && !m->conf->drain &&
-           atomic_load_explicit(&m->node->health.flags, memory_order_relaxed) == 0;
+    return tg__node_resolved(m->node) && tg_member_usable(m);
 }
 
 int tg_admin_readyz(struct tg_sbuf *out)

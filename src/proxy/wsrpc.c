@@ -11,7 +11,12 @@
  * Node to client: frames pass unchanged and are only delimited, so the errors made here go
  * between two of the node's frames, never inside one, and a large reply streams through.
  * When the node's connection fails, the client gets a close frame 1012 (service restart): it
- * reconnects, and the new connection goes to a healthy node.
+ * reconnects, and the new connection goes to a healthy node. So does a client whose node keeps
+ * the socket open but is no longer usable (down or lagging on active probes, ejected by passive
+ * health: any health flag, the balancer's own rule): each tunnel looks at its node's flags every
+ * TG_WSRPC_HEALTH_MS and closes with 1012 at the first look that finds one set, between two of
+ * the node's frames, if another node of the service is usable (else a reconnect would find
+ * nothing better, and the client stays).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +26,12 @@
 #include "http/ws.h"
 #include "proxy/proxy.h"
 #include "upstream/balance.h"
+
+/* How often a tunnel looks at its node's health: the probes that set the flags run every
+ * health.active.interval (1 s or more in practice), so a close comes at most this much later,
+ * and a second is nothing next to the blocks a lagging node already missed. One timer per
+ * tunnel, armed when it starts, so the checks of many tunnels spread over the second. */
+#define TG_WSRPC_HEALTH_MS 1000
 
 struct tg_wsrpc {
     struct tg_sbuf to_node;   /* frames for the node */
@@ -240,9 +251,10 @@ void tg_wsrpc_run(struct tg_txn *t, struct tg_wsrpc *s)
                     goto close;
             }
         }
-        /* from the node, when everything before is out */
-        if (r > 0 && u != NULL && s->to_client.len == 0 && t->res_out.cnt == 0 &&
-            (u->sock.readable || tg_sock_pending(&u->sock))) {
+        /* from the node, when everything before is out; inside a node frame, our own frames
+         * wait for its end, so the node is read on */
+        if (r > 0 && u != NULL && (s->to_client.len == 0 || s->node_in_frame) &&
+            t->res_out.cnt == 0 && (u->sock.readable || tg_sock_pending(&u->sock))) {
             n = tg_sock_read(&u->sock, u->in->base + u->in->end, u->in->cap - u->in->end);
             if (n == 0 || (n < 0 && n != TG_AGAIN)) {
                 /* the node is gone: the client reconnects (to a healthy node) */
@@ -300,6 +312,45 @@ close:
     tg_conn_abort(c);
 }
 
+/* The tunnel's node n lost its health: true when a reconnect would go elsewhere, i.e. another
+ * member of the service is usable. Without one (every node lagging because the chain stopped,
+ * or panic mode sending the reconnect straight back) the client stays where it is. */
+static bool tg__node_replaceable(const struct tg_service *svc, const struct tg_node *n)
+{
+    for (size_t i = 0; i < svc->num_nodes; i++)
+        if (svc->members[i].node != n && tg_member_usable(&svc->members[i]))
+            return true;
+    return false;
+}
+
+static void tg__on_health_timer(struct tg_loop *loop, struct tg_timer *timer);
+
+/* Runs under tg_txn_step, so a connection closed by tg_wsrpc_run is reaped after it. */
+static void tg__health_check(struct tg_txn *t)
+{
+    struct tg_wsrpc *s = *tg_rpc_ws(t);
+    struct tg_upconn *u = t->up;
+
+    if (t->conn->dead || s == NULL || s->closing || u == NULL)
+        return; /* the tunnel ends anyway */
+    if (atomic_load_explicit(&u->node->health.flags, memory_order_relaxed) == 0 ||
+        s->node_in_frame || s->close_seen || !tg__node_replaceable(t->svc, u->node)) {
+        /* healthy, nowhere better to go, or a close cannot go now (inside a node frame) or is
+         * under way: look again later */
+        tg_timer_arm(t->conn->worker->loop, &t->retry_timer, TG_WSRPC_HEALTH_MS,
+                     tg__on_health_timer);
+        return;
+    }
+    tg__close_client(s, TG_WS_CLOSE_RESTART, "node unhealthy");
+    tg_wsrpc_run(t, s);
+}
+
+static void tg__on_health_timer(struct tg_loop *loop, struct tg_timer *timer)
+{
+    (void)loop;
+    tg_txn_step(TG_CONTAINER_OF(timer, struct tg_txn, retry_timer), tg__health_check);
+}
+
 struct tg_wsrpc *tg_wsrpc_start(struct tg_txn *t)
 {
     struct tg_wsrpc *s = tg_calloc(1, sizeof(*s));
@@ -329,5 +380,8 @@ struct tg_wsrpc *tg_wsrpc_start(struct tg_txn *t)
         u->in->start = u->in->end;
     /* frames the client sent with its upgrade */
     tg__client_frames(t, s, from);
+    /* retry_timer is free once the node answered (a hedge timer left armed is moot: this
+     * replaces it); tg_txn_free disarms it */
+    tg_timer_arm(t->conn->worker->loop, &t->retry_timer, TG_WSRPC_HEALTH_MS, tg__on_health_timer);
     return s;
 }

@@ -102,6 +102,13 @@ struct tg_member {
     const struct tg_node_conf *conf; /* this snapshot's conf: weight, tier */
 };
 
+/* Whether the balancer may send a member new requests (drained or any health flag: not). */
+static inline bool tg_member_usable(const struct tg_member *m)
+{
+    return !m->conf->drain &&
+           atomic_load_explicit(&m->node->health.flags, memory_order_relaxed) == 0;
+}
+
 /* A failed exchange doubles the node's latency EWMA, up to this. */
 #define TG_EWMA_PENALTY_MAX_US 10000000ull
 /* A node's latency EWMA halves for every this long without a sample (p2c_ewma tries it again). */

@@ -392,6 +392,64 @@ def test_jsonrpc_websocket_node_failure_closes_with_1012(tollgate, tmp_path):
         anvils.close()
 
 
+
+def test_jsonrpc_websocket_lagging_node_closes_with_1012(tollgate, tmp_path):
+    """A node that stops mining keeps its sockets open, but the active probes find it more than
+    max_block_lag blocks behind the other: its WebSocket clients get close code 1012 within a
+    few seconds, and ethers' reconnect lands on the healthy node and gets its blocks."""
+    from tglib.anvil import Anvils
+    from tglib.ethers import require_ethers, start_ethers
+
+    require_ethers()
+    anvils = Anvils(str(tmp_path))
+    try:
+        a, b = anvils(2, block_time=1)
+        svc = {"kind": "jsonrpc", "nodes": [{"url": a.url}, {"url": b.url}],
+               "health": {"active": {"interval": "500ms", "timeout": "400ms",
+                                     "jsonrpc": {"max_block_lag": 2}}}}
+        tg = tollgate(services={"eth": svc},
+                      routes=[{"name": "rpc", "match": {"path": "/ws"}, "service": "eth",
+                               "rewrite": {"path": "/"}}])
+
+        def busy():
+            nodes = tg.admin("/status").json()["services"][0]["nodes"]
+            return [n["address"] for n in nodes if n["in_flight"] > 0]
+
+        def node_of(address):
+            return a if address.endswith(f":{a.port}") else b
+
+        run = start_ethers("ws-reconnect", f"ws://{tg.addr[0]}:{tg.addr[1]}/ws", 13, timeout=40)
+        with run:
+            stalled = node_of(wait_until(busy, 5, interval=0.05, what="the tunnel")[0])
+            healthy = b if stalled is a else a
+            time.sleep(2)  # a block or two on the first connection
+            stalled.rpc("evm_setIntervalMining", [0])  # no more blocks; its sockets stay open
+            stalled_at = time.time()
+            head = stalled.head()
+            # the reconnect is routed to the healthy node
+            wait_until(lambda: [node_of(x) for x in busy()] == [healthy], 10, interval=0.05,
+                       what="the WebSocket on the healthy node")
+            doc = run.wait()
+        conns = doc["connections"]
+        first, last = conns[0], conns[-1]
+        close_at = (doc["t0_epoch_ms"] + first["close"]["t"]) / 1000 if first["close"] else None
+        states = {n["address"]: n["state"]
+                  for n in tg.admin("/status").json()["services"][0]["nodes"]}
+        report("ws 1012 lagging", first_blocks=len(first["blocks"]), first_close=first["close"],
+               close_after_stall_s=None if close_at is None else round(close_at - stalled_at, 3),
+               connections=len(conns), last_blocks=len(last["blocks"]), states=states)
+        assert stalled.head() == head, "the stalled node mined on"
+        assert first["close"] and first["close"]["code"] == 1012, first
+        # lag > 2 blocks takes 3 s of the healthy node's mining, then a probe (500 ms) and the
+        # tunnel's health check (1 s)
+        assert close_at - stalled_at < 6.5, (close_at, stalled_at)
+        nums = [x["number"] for x in last["blocks"]]
+        assert last["opened"] is not None and last["close"] is None, conns
+        assert len(nums) >= 3 and nums == list(range(nums[0], nums[0] + len(nums))), nums
+        assert nums[-1] > head + 2, (nums, head)
+    finally:
+        anvils.close()
+
 def test_jsonrpc_websocket_large_and_too_large_messages(tollgate, tmp_path):
     """A 200 kB message (bigger than an I/O buffer) is read whole, checked and sent; one over
     websocket.max_message closes the socket with 1009 before anything of it reaches the node."""
@@ -420,3 +478,77 @@ def test_jsonrpc_websocket_large_and_too_large_messages(tollgate, tmp_path):
         s.close()
     finally:
         anvils.close()
+
+
+def test_jsonrpc_websocket_local_error_inside_a_node_frame(tollgate):
+    """A call refused here while the node is in the middle of a frame: its error waits for the
+    end of that frame, and the node is read on meanwhile, so both arrive in order (the node used
+    to be read only when none of our frames waited: neither side could move and the tunnel
+    hung); the tunnel works on afterwards."""
+    import json
+    import threading
+
+    note = json.dumps({"jsonrpc": "2.0", "method": "eth_subscription",
+                       "params": {"subscription": "0x1", "result": "ab" * 2000}}).encode()
+    whole = frame(note, mask=False)
+    cut = len(whole) // 3  # the 4-byte head and the first part of the payload
+    go_on = threading.Event()
+    calls = []
+
+    def handler(req, conn):
+        key = req.header("sec-websocket-key")
+        if key is None:
+            return response(200, b'{"jsonrpc":"2.0","id":1,"result":"0x7a69"}',
+                            headers=[("Content-Type", "application/json")])
+        conn.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept_for(key).encode() +
+                  b"\r\n\r\n")
+        conn.sock.settimeout(10)
+        try:
+            conn.send(whole[:cut])
+            go_on.wait(10)
+            conn.send(whole[cut:])
+            for _ in range(10):
+                op, data = read_frame(conn.sock)
+                if op == 8:
+                    conn.send(frame(data, 8, mask=False))
+                    break
+                doc = json.loads(data)
+                calls.append(doc["method"])
+                conn.send(frame(json.dumps({"jsonrpc": "2.0", "id": doc["id"],
+                                            "result": "0x7a69"}).encode(), mask=False))
+        except (EOFError, OSError, ValueError):
+            pass
+        conn.close()
+        return None
+
+    with Upstream(handler) as up:
+        tg = rpc_ws_gate(tollgate, up, jsonrpc={"methods": {"deny": ["anvil_*"]}})
+        s, status, head, _ = upgrade(tg.addr, timeout=3)
+        assert status == 101, head
+        try:
+            # the node's frame has begun: its head and first bytes are through
+            assert read_exact(s, cut) == whole[:cut]
+            s.sendall(frame(json.dumps({"jsonrpc": "2.0", "id": 2, "method": "anvil_mine",
+                                        "params": ["0x1"]}).encode()))
+            time.sleep(0.3)  # the refusal is queued here before the node goes on
+            t0 = time.monotonic()
+            go_on.set()
+            rest = read_exact(s, len(whole) - cut)
+            op, data = read_frame(s)
+            took = time.monotonic() - t0
+        except socket.timeout:
+            pytest.fail("the tunnel hung: neither the node's frame nor the refusal came")
+        finally:
+            go_on.set()
+        assert rest == whole[cut:], "the node's frame came back altered"
+        doc = json.loads(data)
+        assert op == 1 and doc["id"] == 2 and doc["error"]["code"] == -32601, doc
+        op, after = ws_call(s, {"jsonrpc": "2.0", "id": 3, "method": "eth_chainId",
+                                "params": []})
+        report("ws local error mid-frame", node_frame=len(whole), cut=cut,
+               both_after_ms=round(took * 1000, 1), after=after)
+        assert after == {"jsonrpc": "2.0", "id": 3, "result": "0x7a69"}, after
+        assert calls == ["eth_chainId"], calls  # the refused call never reached the node
+        assert took < 3.0, took
+        s.close()
