@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config/config.h"
+#include "cache/cache.h"
 #include "core/core.h"
 #include "core/json.h"
 #include "core/sbuf.h"
@@ -278,7 +279,8 @@ static bool tg__path_is(struct tg_str path, const char *lit)
     return path.len == strlen(lit) && memcmp(path.base, lit, path.len) == 0;
 }
 
-static void tg__admin_serve(struct tg_admin_conn *ac, const struct tg_h1_request *req)
+static void tg__admin_serve(struct tg_admin_conn *ac, const struct tg_h1_request *req,
+                            struct tg_str req_body)
 {
     struct tg_sbuf body = {0};
     struct tg_str path = req->path;
@@ -298,6 +300,17 @@ static void tg__admin_serve(struct tg_admin_conn *ac, const struct tg_h1_request
             return;
         }
         status = tg_control_reload(&body);
+        tg__admin_reply(ac, status, json, &body, false);
+        return;
+    }
+    if (tg__path_is(path, "/cache/purge")) {
+        if (req->method_id != TG_METHOD_POST) {
+            tg_sbuf_printf(&body, "{\"error\":{\"status\":405,\"code\":\"method_not_allowed\","
+                                  "\"message\":\"use POST /cache/purge\"}}\n");
+            tg__admin_reply(ac, 405, json, &body, head_only);
+            return;
+        }
+        status = tg_cache_purge_request(tg_instance.cache, req_body.base, req_body.len, &body);
         tg__admin_reply(ac, status, json, &body, false);
         return;
     }
@@ -363,7 +376,10 @@ static void tg__admin_conn_on_event(struct tg_loop *loop, struct tg_watch *w, un
         break;
     }
     if (n > 0 && req.body_kind != TG_BODY_CHUNKED) {
-        tg__admin_serve(ac, &req);
+        tg__admin_serve(ac, &req,
+                        tg_str_make(ac->head + n, req.body_kind == TG_BODY_LENGTH
+                                                      ? (size_t)req.content_length
+                                                      : 0));
     } else {
         struct tg_sbuf body = {0};
 

@@ -134,6 +134,26 @@ struct tg_rpc_rule {
     struct tg_conf_pos pos;
 };
 
+/* How a route's cache key treats the query string. */
+enum tg_cache_query {
+    TG_CACHE_QUERY_ALL,
+    TG_CACHE_QUERY_NONE,
+    TG_CACHE_QUERY_KEEP,
+    TG_CACHE_QUERY_DROP
+};
+
+/* A route's cache section (issue 7). */
+struct tg_cache_route_conf {
+    tg_msec_t ttl;                    /* freshness when the response gives none; 0: explicit only */
+    tg_msec_t stale_while_revalidate; /* a stale copy is served while one refresh runs */
+    tg_msec_t stale_if_error;         /* a stale copy is served when the node fails */
+    bool coalesce;                    /* concurrent misses wait for one fetch, true */
+    tg_msec_t coalesce_timeout;       /* a waiter goes upstream on its own after this, 5s */
+    bool with_credentials; /* requests with Authorization or Cookie may be served, false */
+    enum tg_cache_query query;
+    struct tg_str_list query_params; /* KEEP: only these; DROP: all but these (`*` wildcards) */
+};
+
 #define TG_RPC_MAX_RULES     7 /* jsonrpc.routes entries per route */
 #define TG_RPC_MAX_BROADCAST 8 /* jsonrpc.broadcast of a service */
 
@@ -197,9 +217,10 @@ struct tg_route_conf {
     struct tg_auth_conf *auth; /* NULL = open route */
     struct tg_limit_conf *limits; /* checked in order; all must admit */
     size_t num_limits;
-    uint32_t cost;                 /* units per request, 0 = the plan's cost (default 1) */
-    struct tg_rpc_route_conf *rpc; /* set when the service is kind: jsonrpc */
-    uint32_t id;                   /* index in cf->routes */
+    uint32_t cost;                     /* units per request, 0 = the plan's cost (default 1) */
+    struct tg_rpc_route_conf *rpc;     /* set when the service is kind: jsonrpc */
+    struct tg_cache_route_conf *cache; /* the route's cache section, NULL: not cached */
+    uint32_t id;                       /* index in cf->routes */
     struct tg_conf_pos pos;
 };
 
@@ -294,6 +315,8 @@ struct tg_config {
     tg_msec_t shutdown_timeout; /* shutdown.timeout, 25s */
     tg_msec_t ws_idle_timeout;  /* websocket.idle_timeout, 5m: a tunnel with no byte either way */
     uint64_t ws_max_message;    /* websocket.max_message, 1mb: a JSON-RPC message over WebSocket */
+    uint64_t cache_max_size;    /* cache.max_size, 256mb: the response cache's bytes */
+    uint64_t cache_max_object;  /* cache.max_object, 8mb: a larger body is not cached */
     uint8_t log_level;          /* log.level, info */
     bool access_log;            /* log.access.enabled, true */
     double access_sample;       /* log.access.sample, 1.0 */

@@ -157,6 +157,9 @@ void tg__conf_service_jsonrpc_defaults(struct tg_conf_loader *ld, struct tg_serv
 void tg__conf_route_jsonrpc(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
 void tg__conf_plan_methods(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
 void tg__conf_check_jsonrpc(struct tg_conf_loader *ld);
+/* cache.c: the store's bounds and a route's cache section */
+extern const struct tg_conf_section tg__conf_cache_section;
+void tg__conf_route_cache(struct tg_conf_loader *ld, const struct tg_ynode *v, void *base);
 void tg__conf_resilience_check(struct tg_conf_loader *ld, const struct tg_ynode *v,
                                struct tg_service_conf *svc);
 

@@ -242,6 +242,11 @@ void tg__conf_check_jsonrpc(struct tg_conf_loader *ld)
         }
         if (!rpc)
             continue;
+        if (r->cache != NULL)
+            tg__conf_error(ld, tg_ynode_get(rn, "cache"),
+                           "cache: route '%s' goes to a kind: jsonrpc service, whose calls a later "
+                           "version caches by method; leave cache out",
+                           r->name);
         if (r->rpc == NULL)
             r->rpc = route_rpc_new(ld);
         for (size_t j = 0; j < r->rpc->num_routes; j++) {

@@ -141,7 +141,7 @@ static const struct tg_conf_key route_keys[] = {
      .max = 1000000,
      .why_min = "leave cost out to use the plan's (1 by default)"},
     {.name = "jsonrpc", .type = TG_CT_CUSTOM, .parse = tg__conf_route_jsonrpc},
-    {.name = "cache", .type = TG_CT_LATER, .later = "response caching"},
+    {.name = "cache", .type = TG_CT_CUSTOM, .parse = tg__conf_route_cache},
     {.name = "queue", .type = TG_CT_LATER, .later = "durable request queues"},
     {.name = "analytics", .type = TG_CT_LATER, .later = "usage analytics"},
 };

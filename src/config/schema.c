@@ -370,6 +370,7 @@ static const struct tg_conf_key top_keys[] = {
     {.name = "limits", .type = TG_CT_SECTION, .offset = OFF(limits), .sub = &limits_section},
     {.name = "shutdown", .type = TG_CT_SECTION, .sub = &shutdown_section},
     {.name = "websocket", .type = TG_CT_SECTION, .sub = &websocket_section},
+    {.name = "cache", .type = TG_CT_SECTION, .sub = &tg__conf_cache_section},
     {.name = "log", .type = TG_CT_SECTION, .sub = &log_section},
     {.name = "trusted_proxies", .type = TG_CT_CUSTOM, .parse = parse_trusted},
     {.name = "dns", .type = TG_CT_SECTION, .sub = &dns_section},

@@ -7,7 +7,7 @@
 #include "core/core.h"
 #include "core/json.h"
 
-static void tg__sbuf_reserve(struct tg_sbuf *b, size_t more)
+void tg_sbuf_reserve(struct tg_sbuf *b, size_t more)
 {
     size_t cap = b->cap ? b->cap : 1024;
 
@@ -30,7 +30,7 @@ void tg_sbuf_printf(struct tg_sbuf *b, const char *fmt, ...)
     if (n < 0)
         return;
     if (b->len + (size_t)n + 1 > b->cap) {
-        tg__sbuf_reserve(b, (size_t)n);
+        tg_sbuf_reserve(b, (size_t)n);
         va_start(ap, fmt);
         vsnprintf(b->base + b->len, b->cap - b->len, fmt, ap);
         va_end(ap);
@@ -40,7 +40,7 @@ void tg_sbuf_printf(struct tg_sbuf *b, const char *fmt, ...)
 
 void tg_sbuf_add(struct tg_sbuf *b, const char *s, size_t len)
 {
-    tg__sbuf_reserve(b, len);
+    tg_sbuf_reserve(b, len);
     memcpy(b->base + b->len, s, len);
     b->len += len;
     b->base[b->len] = '\0';
@@ -49,7 +49,7 @@ void tg_sbuf_add(struct tg_sbuf *b, const char *s, size_t len)
 void tg_sbuf_json(struct tg_sbuf *b, const char *s, size_t len)
 {
     /* an escape is at most 6 bytes per input byte */
-    tg__sbuf_reserve(b, len * 6 + 2);
+    tg_sbuf_reserve(b, len * 6 + 2);
     b->base[b->len++] = '"';
     b->len += tg_json_escape(b->base + b->len, b->cap - b->len - 2, s, len);
     b->base[b->len++] = '"';

@@ -17,5 +17,7 @@ void tg_sbuf_add(struct tg_sbuf *b, const char *s, size_t len);
 /* Appends s as a quoted JSON string. */
 void tg_sbuf_json(struct tg_sbuf *b, const char *s, size_t len);
 void tg_sbuf_dispose(struct tg_sbuf *b);
+/* Makes room for n more bytes (and a terminating NUL) after b->len. */
+void tg_sbuf_reserve(struct tg_sbuf *b, size_t n);
 
 #endif

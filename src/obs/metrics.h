@@ -181,7 +181,13 @@ static inline void tg_metrics_upstream(struct tg_metrics *m, uint32_t node, uint
 
 /* Requests refused by identity: auth failures by reason (tg_auth_reasons) and rate-limited
  * requests by limit label. */
-enum tg_policy_kind { TG_POLICY_AUTH, TG_POLICY_LIMIT, TG_POLICY_RPC_CALLS, TG_POLICY_RPC_ERRORS };
+enum tg_policy_kind {
+    TG_POLICY_AUTH,
+    TG_POLICY_LIMIT,
+    TG_POLICY_RPC_CALLS,
+    TG_POLICY_RPC_ERRORS,
+    TG_POLICY_CACHE /* cache results by route (tg_cache_results) */
+};
 extern const char *const tg_auth_reasons[];
 #define TG_AUTH_REASONS 12
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "auth/keys.h"
+#include "cache/cache.h"
 #include "core/core.h"
 #include "core/sbuf.h"
 #include "net/dns.h"
@@ -406,28 +407,35 @@ static void tg__process(struct tg_sbuf *out)
 }
 
 /* The series of the policy table, one family per kind: (what the 24-bit id in the middle of the
- * key names, what the low 24 bits name). Auth reasons are a fixed list, not interned labels. */
+ * key names, what the low 24 bits name). Auth reasons and cache results are fixed lists, not
+ * interned labels. */
 static const struct tg__policy_family {
     int kind;
     const char *name, *help;
     const char *outer;
     int outer_kind;
     const char *inner;
-    int inner_kind; /* -1: tg_auth_reasons */
+    int inner_kind;           /* -1: a fixed list */
+    const char *const *fixed; /* ... of num_fixed names */
+    unsigned num_fixed;
 } tg__policy_families[] = {
     {TG_POLICY_AUTH, "tollgate_auth_failures_total",
      "Requests refused by authentication (401, 403) by route and reason.", "route", TG_LABEL_ROUTE,
-     "reason", -1},
+     "reason", -1, tg_auth_reasons, TG_AUTH_REASONS},
     {TG_POLICY_LIMIT, "tollgate_ratelimited_total",
      "Requests refused by a rate limit or quota (429) by route and limit.", "route", TG_LABEL_ROUTE,
-     "limit", TG_LABEL_LIMIT},
+     "limit", TG_LABEL_LIMIT, NULL, 0},
     {TG_POLICY_RPC_CALLS, "tollgate_jsonrpc_requests_total",
      "JSON-RPC calls sent to a service, by method class (its jsonrpc.weights patterns, or other).",
-     "service", TG_LABEL_SERVICE, "method_class", TG_LABEL_RPC},
+     "service", TG_LABEL_SERVICE, "method_class", TG_LABEL_RPC, NULL, 0},
     {TG_POLICY_RPC_ERRORS, "tollgate_jsonrpc_errors_total",
      "JSON-RPC errors by service and kind: answered by tollgate (parse_error, invalid_request, "
      "method_not_allowed) or by a node (the classified kind).",
-     "service", TG_LABEL_SERVICE, "kind", TG_LABEL_RPC},
+     "service", TG_LABEL_SERVICE, "kind", TG_LABEL_RPC, NULL, 0},
+    {TG_POLICY_CACHE, "tollgate_cache_requests_total",
+     "Requests to routes with a cache, by how the cache served them: hit, miss (went upstream), "
+     "stale, coalesced (waited for another request's fetch), bypass (not cacheable).",
+     "route", TG_LABEL_ROUTE, "result", -1, tg_cache_results, TG_CACHE_RESULTS},
 };
 
 static void tg__policy(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t n)
@@ -448,14 +456,31 @@ static void tg__policy(struct tg_sbuf *out, struct tg_metrics *const *ms, size_t
             tg_sbuf_printf(out, "%s{", pf->name);
             tg__label(out, pf->outer, tg_label_name(pf->outer_kind, outer), true);
             tg__label(out, pf->inner,
-                      pf->inner_kind >= 0       ? tg_label_name(pf->inner_kind, inner)
-                      : inner < TG_AUTH_REASONS ? tg_auth_reasons[inner]
-                                                : "other",
+                      pf->inner_kind >= 0     ? tg_label_name(pf->inner_kind, inner)
+                      : inner < pf->num_fixed ? pf->fixed[inner]
+                                              : "other",
                       false);
             tg_sbuf_printf(out, "} %llu\n", (unsigned long long)s[i].count);
         }
     }
     free(s);
+}
+
+/* The response cache's store (its requests: tg__policy). */
+static void tg__cache(struct tg_sbuf *out)
+{
+    struct tg_cache_stats st = {0};
+
+    if (tg_instance.cache != NULL)
+        tg_cache_stats(tg_instance.cache, &st);
+    tg__scalar(out, "tollgate_cache_bytes", "gauge",
+               "Bytes the response cache holds (what the allocator gave for its entries).",
+               (double)st.bytes);
+    tg__scalar(out, "tollgate_cache_entries", "gauge", "Entries in the response cache.",
+               (double)st.entries);
+    tg__scalar(out, "tollgate_cache_evictions_total", "counter",
+               "Entries evicted from the response cache to make room (cache.max_size).",
+               (double)st.evictions);
 }
 
 /* Identity and limits: the key table and the cluster store (refusals: tg__policy). */
@@ -535,6 +560,7 @@ void tg_prometheus_render(struct tg_sbuf *out)
     tg__retries(out);
     tg__admission(out, ms, n);
     tg__policy(out, ms, n);
+    tg__cache(out);
     tg__identity(out);
     tg__jsonrpc(out, ms, n);
     tg__scalar(out, "tollgate_websocket_connections", "gauge",

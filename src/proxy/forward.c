@@ -122,6 +122,8 @@ void tg_txn_free(struct tg_txn *t)
         tg_txn_record(t);
     if (t->rpc != NULL && t->parent == NULL)
         tg_rpc_txn_free(t);
+    if (t->cache != NULL)
+        tg_cache_txn_free(t);
     if (t->tunnel) {
         w->stats.ws_closed++;
         w->stats.ws_bytes_in += t->req_body_bytes;
@@ -815,8 +817,16 @@ void tg_txn_start(struct tg_txn *t)
     if (t->req.body_kind == TG_BODY_CHUNKED)
         tg_h1_chunked_init(&t->req_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
     tg__txn_prepare_pick(t);
+    if (t->route->cache != NULL && tg_cache_begin(t))
+        return;
     if (t->svc->conf->conc_max == 0 || tg_admission_enter(t))
         tg__txn_proceed(t, &caps);
+}
+
+void tg_txn_admit(struct tg_txn *t)
+{
+    if (t->svc->conf->conc_max == 0 || tg_admission_enter(t))
+        tg__txn_proceed(t, NULL);
 }
 
 void tg_txn_proceed(struct tg_txn *t)
@@ -847,6 +857,8 @@ void tg_txn_upstream_error(struct tg_txn *t, enum tg_fail why, int status, const
         return;
     tg_txn_attempt_failed(t, why, status, msg);
     if (t->rpc != NULL && tg_rpc_leg_failed(t, msg))
+        return;
+    if (t->cache != NULL && tg_cache_serve_stale(t))
         return;
     tg_txn_respond_error(t, status, code, msg);
 }

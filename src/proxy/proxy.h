@@ -21,6 +21,7 @@
 
 #include "config/config.h"
 #include "core/buf.h"
+#include "core/sbuf.h"
 #include "event/loop.h"
 #include "http/h1.h"
 #include "net/sock.h"
@@ -212,11 +213,11 @@ struct tg_txn {
     uint8_t req_state;
     uint8_t res_state;
     uint8_t rpc_leg;        /* JSON-RPC: the leg this transaction sends (jsonrpc.c) */
+    bool req_body_end;      /* chunked: terminating chunk seen */
     uint64_t req_remaining; /* TG_BODY_LENGTH: bytes still to forward */
     uint64_t req_body_bytes;
     uint64_t max_body;  /* the route's limit, or limits.max_body */
     size_t req_scanned; /* chunked: bytes of conn->in already validated */
-    bool req_body_end;  /* chunked: terminating chunk seen */
     struct tg_h1_chunked req_chunked;
 
     /* response */
@@ -289,7 +290,8 @@ struct tg_txn {
     const char *caller;     /* the consumer's name; NULL: anonymous (or an open route). In the key
                              * table (valid for this event only) or, on JSON-RPC routes, a copy */
     struct tg_rpc_txn *rpc; /* JSON-RPC routes: the envelope and its replies (jsonrpc.c) */
-    struct tg_txn *parent;  /* a leg of a JSON-RPC fan-out: the client's transaction (legs.c) */
+    struct tg_txn *parent;  /* a leg of a JSON-RPC fan-out: the client's transaction (fanout.c) */
+    struct tg_cache_txn *cache; /* routes with a cache section: lookup and fill state (cache.c) */
 
     struct tg_txn *next_free;
     size_t alloc_headers; /* capacity of the header arrays of this allocation */
@@ -313,8 +315,11 @@ struct tg_worker {
     struct tg_conn *free_conns;
     struct tg_txn *free_txns;
     struct tg_upconn *free_upconns;
-    struct tg_rpc_txn *free_rpc;      /* JSON-RPC request states (jsonrpc.c) */
-    struct tg_rpc_tokens *rpc_tokens; /* the JSON tokenizer's array, grown on demand */
+    struct tg_rpc_txn *free_rpc;        /* JSON-RPC request states (jsonrpc.c) */
+    struct tg_cache_txn *free_cache;    /* cache states (cache.c) */
+    struct tg_cache_txn *cache_waiters; /* requests waiting for another one's cache fill */
+    struct tg_sbuf cache_head;          /* a stored head being built */
+    struct tg_rpc_tokens *rpc_tokens;   /* the JSON tokenizer's array, grown on demand */
     /* closed during the current event batch: recycled when it ends (tg_loop_on_batch_end) */
     struct tg_conn *dead_conns;
     struct tg_upconn *dead_upconns;
@@ -351,8 +356,9 @@ struct tg_instance {
     uint64_t reloads_ok, reloads_failed; /* control thread only */
     atomic_int connections; /* client connections open across workers, for max_connections */
     atomic_bool stopping;
-    atomic_int drained;      /* workers that finished draining */
-    struct tg_loop *control; /* stopped once every worker has drained */
+    atomic_int drained;           /* workers that finished draining */
+    struct tg_loop *control;      /* stopped once every worker has drained */
+    struct tg_cache_store *cache; /* the response cache, shared by the workers (cache/store.c) */
 };
 
 extern struct tg_instance tg_instance;
@@ -530,6 +536,8 @@ void tg_txn_attempt_abandoned(struct tg_txn *t, struct tg_node *n);
 /* forward.c, for jsonrpc.c: a new attempt (fresh pick, attempt count) on svc, sending
  * tg_rpc_body(t), on none of the members set in avoid (NULL: any) */
 void tg_txn_attempt_on(struct tg_txn *t, struct tg_service *svc, const uint64_t *avoid);
+/* forward.c, for cache.c: a request resumed after the cache phase: admission, then forward */
+void tg_txn_admit(struct tg_txn *t);
 /* forward.c, for record.c and jsonrpc.c: the node accounting of an attempt that answered */
 void tg_txn_attempt_done(struct tg_txn *t);
 
@@ -567,6 +575,22 @@ int tg_rpc_ws_message(struct tg_txn *t, const char *msg, size_t len, struct tg_s
 void tg_rpc_worker_dispose(struct tg_worker *w);
 int tg_rpc_status_code(int status);
 const char *tg_rpc_request_id(const struct tg_txn *t, size_t *len);
+
+/* cache.c: routes with a cache section */
+struct tg_cache_txn;
+/* The cache phase: true when the request was answered from the cache or waits for another
+ * request's fill; false when it goes upstream (t->cache set when its response may be stored). */
+bool tg_cache_begin(struct tg_txn *t);
+/* The node's response head is parsed: decides whether the response is stored. */
+void tg_cache_head_arrived(struct tg_txn *t);
+/* n body bytes of the node's response, as they go to the client. */
+void tg_cache_body(struct tg_txn *t, const char *p, size_t n);
+/* The node failed: sends the stale entry kept for stale_if_error instead (true), if any. */
+bool tg_cache_serve_stale(struct tg_txn *t);
+void tg_cache_txn_free(struct tg_txn *t);
+void tg_cache_worker_dispose(struct tg_worker *w);
+extern const char *const tg_cache_results[];
+#define TG_CACHE_RESULTS 5
 
 /* tunnel.c: WebSocket tunnels */
 /* The node accepted the upgrade and its 101 head is queued in res_out: bytes flow both ways. */

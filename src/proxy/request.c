@@ -43,6 +43,7 @@ struct tg__req_skip {
     bool drop_trace;
     bool length;        /* the body is composed here: its Content-Length is ours */
     bool no_extensions; /* JSON-RPC WebSocket: frames are read here, so no compression */
+    bool conditional;   /* a cache fill: the node's whole answer is wanted, not a 304 */
     const struct tg_http_header *credential; /* the API key or token header: never forwarded */
 };
 
@@ -67,6 +68,10 @@ static bool tg__req_skip(const struct tg_http_header *h, void *arg)
     case TG_HDR_CONTENT_LENGTH:
         return s->length;
     case TG_HDR_OTHER:
+        if (s->conditional &&
+            ((h->name.len == 13 && strncasecmp(h->name.base, "if-none-match", 13) == 0) ||
+             (h->name.len == 17 && strncasecmp(h->name.base, "if-modified-since", 17) == 0)))
+            return true;
         return s->no_extensions && h->name.len == 24 &&
                strncasecmp(h->name.base, "sec-websocket-extensions", 24) == 0;
     default:
@@ -108,6 +113,7 @@ int tg_txn_compose_request(struct tg_txn *t, struct tg_str path,
         .drop_trace = t->trace_drop,
         .length = t->rpc != NULL && !t->ws, /* the body sent may be another one, or decoded */
         .no_extensions = t->ws && route->rpc != NULL,
+        .conditional = t->cache != NULL,
         .credential = t->cred_header ? &t->req.headers[t->cred_header - 1] : NULL};
     const char *peer;
     ssize_t n;

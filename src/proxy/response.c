@@ -118,6 +118,8 @@ static int tg__txn_compose_response(struct tg_txn *t, const char *head, size_t h
     start = p;
     if (t->res_passthru_chunked)
         TG_PUTS(p, end, "Transfer-Encoding: chunked\r\n");
+    if (t->cache != NULL)
+        TG_PUTS(p, end, "X-Cache: MISS\r\n");
     p = tg_txn_head_end(t, p, end);
     if (p == NULL)
         goto overflow;
@@ -242,6 +244,10 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
     if (tg_status_in(&t->svc->conf->retry.statuses, t->res.status) &&
         tg_txn_retry_elsewhere(t, TG_FAIL_STATUS, t->res.status, NULL))
         return; /* the node's answer is dropped; another node gets the request */
+    if (t->cache != NULL && t->res.status >= 500 && tg_cache_serve_stale(t)) {
+        tg_txn_attempt_failed(t, TG_FAIL_STATUS, t->res.status, NULL);
+        return; /* stale_if_error: the stale copy instead of the node's error */
+    }
     if (!t->res.keep_alive)
         t->up_reusable = false;
     if (t->rpc != NULL && !t->ws) {
@@ -264,6 +270,11 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
         tg_txn_upstream_error(t, TG_FAIL_BAD, 502, "bad_response",
                               "invalid upstream response framing");
         return;
+    }
+    if (t->cache != NULL) {
+        tg_cache_head_arrived(t);
+        if (take > 0)
+            tg_cache_body(t, body, (size_t)take);
     }
     if (take > 0)
         t->res_out.iov[t->res_out.cnt++] = (struct iovec){body, (size_t)take};
@@ -414,6 +425,8 @@ bool tg_txn_recv(struct tg_txn *t)
         t->res_out.off = t->res_out.cnt = 0;
         if (take > 0)
             t->res_out.iov[t->res_out.cnt++] = (struct iovec){in->base + in->start, (size_t)take};
+        if (take > 0 && t->cache != NULL)
+            tg_cache_body(t, in->base + in->start, (size_t)take);
         t->res_body_bytes += (size_t)take;
         t->res_body_out = consumed;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cache/cache.h"
 #include "core/core.h"
 #include "net/tls.h"
 #include "auth/keys.h"
@@ -93,6 +94,11 @@ void tg_runtime_commit(struct tg_runtime *rt)
 
     tg_rl_sync_configure(rt->rl, cf->rl_store, cf->rl_sync, cf->rl_deny_on_error);
     tg_identity_configure(cf, rt->jwt_slots);
+    /* one store for the process's life: its entries outlive reloads, its bounds follow them */
+    if (tg_instance.cache == NULL)
+        tg_instance.cache = tg_cache_store_new(cf->cache_max_size, cf->cache_max_object);
+    else
+        tg_cache_store_resize(tg_instance.cache, cf->cache_max_size, cf->cache_max_object);
 }
 
 struct tg_runtime *tg_runtime_new(struct tg_config *cf, struct tg_dns *dns,

@@ -430,6 +430,7 @@ void tg_worker_dispose(struct tg_worker *w)
         free(u);
     }
     tg_rpc_worker_dispose(w);
+    tg_cache_worker_dispose(w);
     tg_buf_pool_dispose(&w->bufs);
     tg_metrics_dispose(&w->metrics);
     free(w->listeners);

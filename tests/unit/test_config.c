@@ -701,14 +701,14 @@ TEST(key_errors)
     EXPECT_ERRORS(
         MIN_LISTEN "password: x\n",
         "t.yaml:2:1: unknown key 'password' in the top level; valid keys: workers, "
-        "listen, admin, limits, shutdown, websocket, log, trusted_proxies, dns, services, "
+        "listen, admin, limits, shutdown, websocket, cache, log, trusted_proxies, dns, services, "
         "routes, "
         "plans, consumers, anonymous, keys, ratelimit");
     EXPECT_ERRORS("workers: 2\n", "t.yaml:1:1: the top level is missing the required key 'listen'");
     EXPECT_ERRORS(
         MIN_LISTEN "\"a\\nb\\e\": 1\n",
         "t.yaml:2:1: unknown key 'a?b?' in the top level; valid keys: workers, listen, "
-        "admin, limits, shutdown, websocket, log, trusted_proxies, dns, services, routes, "
+        "admin, limits, shutdown, websocket, cache, log, trusted_proxies, dns, services, routes, "
         "plans, "
         "consumers, anonymous, keys, ratelimit");
     EXPECT_ERRORS("listen: []\n",
@@ -782,21 +782,22 @@ TEST(service_errors)
 
 TEST(route_errors)
 {
-    EXPECT_ERRORS(MIN_LISTEN SVC_S "routes:\n"
-                                   "  - name: a\n"
-                                   "    match: { methods: [GET, FETCH] }\n"
-                                   "    service: eht\n"
-                                   "  - name: a\n"
-                                   "    service: s\n"
-                                   "    max_body: 0\n"
-                                   "  - service: s\n"
-                                   "    match: { methods: [] }\n"
-                                   "  - name: c\n"
-                                   "    service: s\n"
-                                   "    cache: { ttl: 5s }\n"
-                                   "  - name: \"d e\"\n"
-                                   "    service: s\n"
-                                   "    match: { host: x, methods: GET }\n",
+    EXPECT_ERRORS(MIN_LISTEN SVC_S
+                  "routes:\n"
+                  "  - name: a\n"
+                  "    match: { methods: [GET, FETCH] }\n"
+                  "    service: eht\n"
+                  "  - name: a\n"
+                  "    service: s\n"
+                  "    max_body: 0\n"
+                  "  - service: s\n"
+                  "    match: { methods: [] }\n"
+                  "  - name: c\n"
+                  "    service: s\n"
+                  "    cache: { query: { keep: [a], drop: [b] }, coalesce_timeout: 0 }\n"
+                  "  - name: \"d e\"\n"
+                  "    service: s\n"
+                  "    match: { host: x, methods: GET }\n",
                   "t.yaml:5:29: methods: unknown method 'FETCH'; known methods: GET, HEAD, POST, "
                   "PUT, DELETE, OPTIONS, PATCH, TRACE, CONNECT",
                   "t.yaml:6:14: service: route 'a' uses service 'eht', which is not defined under "
@@ -809,9 +810,10 @@ TEST(route_errors)
                   "allow any method",
                   "t.yaml:12:5: route 'c' has the same match as route 'a' (line 7), so it can "
                   "never be chosen",
-                  "t.yaml:14:5: 'cache' (response caching) is not supported by this version of "
-                  "tollgate yet; valid keys in a route: name, match, service, rewrite, max_body, "
-                  "idempotent, hedge, auth, limits, cost, jsonrpc",
+                  "t.yaml:14:21: query: expected all, none, { keep: [names] } or { drop: [names] "
+                  "}, got a mapping",
+                  "t.yaml:14:65: coalesce_timeout: must be greater than 0: set coalesce: false to "
+                  "turn coalescing off",
                   "t.yaml:15:13: a route name 'd e' may only contain letters, digits, '-', '_' "
                   "and '.'",
                   "t.yaml:17:32: methods: expected a list of methods like [GET, POST], got 'GET'");
@@ -914,35 +916,36 @@ TEST(route_pattern_positions)
 /* One file with many mistakes reports all of them, in file order. */
 TEST(many_errors)
 {
-    EXPECT_ERRORS("workers: many\n"
-                  "listen:\n"
-                  "  - addr: 0.0.0.0\n"
-                  "limits:\n"
-                  "  max_body: 10 mb\n"
-                  "  max_headers: -1\n"
-                  "log: { level: verbose }\n"
-                  "services:\n"
-                  "  api:\n"
-                  "    balance: random\n"
-                  "    nodes: [ { url: \"http://10.0.0.1:8080?x\" } ]\n"
-                  "routes:\n"
-                  "  - name: api\n"
-                  "    service: apii\n"
-                  "    timeout: 5s\n",
-                  "t.yaml:1:10: workers: expected auto or a number from 1 to 1024, got 'many'",
-                  "t.yaml:3:11: addr: expected host:port, [IPv6]:port or unix:/path, got "
-                  "'0.0.0.0'",
-                  "t.yaml:5:13: max_body: expected a size like 512b, 16kb, 10mb or 1gb, got '10 "
-                  "mb'",
-                  "t.yaml:6:16: max_headers: expected a whole number, got '-1'",
-                  "t.yaml:7:15: level: expected one of debug, info, warn, error, got 'verbose'",
-                  "t.yaml:10:14: balance: expected one of p2c_ewma, round_robin, "
-                  "least_outstanding, consistent_hash, got 'random'",
-                  "t.yaml:11:42: url: a node URL cannot have a query or a fragment",
-                  "t.yaml:14:14: service: route 'api' uses service 'apii', which is not defined "
-                  "under services",
-                  "t.yaml:15:5: unknown key 'timeout' in a route; valid keys: name, match, "
-                  "service, rewrite, max_body, idempotent, hedge, auth, limits, cost, jsonrpc");
+    EXPECT_ERRORS(
+        "workers: many\n"
+        "listen:\n"
+        "  - addr: 0.0.0.0\n"
+        "limits:\n"
+        "  max_body: 10 mb\n"
+        "  max_headers: -1\n"
+        "log: { level: verbose }\n"
+        "services:\n"
+        "  api:\n"
+        "    balance: random\n"
+        "    nodes: [ { url: \"http://10.0.0.1:8080?x\" } ]\n"
+        "routes:\n"
+        "  - name: api\n"
+        "    service: apii\n"
+        "    timeout: 5s\n",
+        "t.yaml:1:10: workers: expected auto or a number from 1 to 1024, got 'many'",
+        "t.yaml:3:11: addr: expected host:port, [IPv6]:port or unix:/path, got "
+        "'0.0.0.0'",
+        "t.yaml:5:13: max_body: expected a size like 512b, 16kb, 10mb or 1gb, got '10 "
+        "mb'",
+        "t.yaml:6:16: max_headers: expected a whole number, got '-1'",
+        "t.yaml:7:15: level: expected one of debug, info, warn, error, got 'verbose'",
+        "t.yaml:10:14: balance: expected one of p2c_ewma, round_robin, "
+        "least_outstanding, consistent_hash, got 'random'",
+        "t.yaml:11:42: url: a node URL cannot have a query or a fragment",
+        "t.yaml:14:14: service: route 'api' uses service 'apii', which is not defined "
+        "under services",
+        "t.yaml:15:5: unknown key 'timeout' in a route; valid keys: name, match, "
+        "service, rewrite, max_body, idempotent, hedge, auth, limits, cost, jsonrpc, cache");
 }
 
 TEST(load_file)
