@@ -79,6 +79,11 @@ static const struct tg_conf_key route_keys[] = {
      .offset = CACHE(with_credentials),
      .def = "false"},
     {.name = "query", .type = TG_CT_CUSTOM, .parse = parse_query},
+    {.name = "realtime_ttl",
+     .type = TG_CT_DURATION,
+     .offset = CACHE(realtime_ttl),
+     .def = "1s",
+     .max = 3600000},
 };
 static const struct tg_conf_section route_section = TG_CONF_SECTION("cache", route_keys);
 

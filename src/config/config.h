@@ -124,6 +124,7 @@ struct tg_rpc_service_conf {
     size_t num_weights;
     uint32_t default_weight; /* weights.default, 1 */
     uint32_t broadcast;      /* writes go to this many nodes at once, 1 */
+    uint32_t finality_depth; /* blocks below the head that are final (the cache), 64 */
 };
 
 /* jsonrpc.routes of a route: these methods go to another service. */
@@ -149,7 +150,8 @@ struct tg_cache_route_conf {
     tg_msec_t stale_if_error;         /* a stale copy is served when the node fails */
     bool coalesce;                    /* concurrent misses wait for one fetch, true */
     tg_msec_t coalesce_timeout;       /* a waiter goes upstream on its own after this, 5s */
-    bool with_credentials; /* requests with Authorization or Cookie may be served, false */
+    bool with_credentials;  /* requests with Authorization or Cookie may be served, false */
+    tg_msec_t realtime_ttl; /* JSON-RPC routes: eth_blockNumber, eth_gasPrice... kept this long */
     enum tg_cache_query query;
     struct tg_str_list query_params; /* KEEP: only these; DROP: all but these (`*` wildcards) */
 };

@@ -119,6 +119,11 @@ static const struct tg_conf_key rpc_service_keys[] = {
      .def = "1",
      .min = 1,
      .max = TG_RPC_MAX_BROADCAST},
+    {.name = "finality_depth",
+     .type = TG_CT_UINT32,
+     .offset = offsetof(struct tg_rpc_service_conf, finality_depth),
+     .def = "64",
+     .max = 1000000},
 };
 static const struct tg_conf_section rpc_service_section =
     TG_CONF_SECTION("jsonrpc", rpc_service_keys);
@@ -242,11 +247,6 @@ void tg__conf_check_jsonrpc(struct tg_conf_loader *ld)
         }
         if (!rpc)
             continue;
-        if (r->cache != NULL)
-            tg__conf_error(ld, tg_ynode_get(rn, "cache"),
-                           "cache: route '%s' goes to a kind: jsonrpc service, whose calls a later "
-                           "version caches by method; leave cache out",
-                           r->name);
         if (r->rpc == NULL)
             r->rpc = route_rpc_new(ld);
         for (size_t j = 0; j < r->rpc->num_routes; j++) {

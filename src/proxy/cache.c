@@ -34,7 +34,6 @@
 
 /* How a request was served, for tollgate_cache_requests_total{result} (label order). */
 const char *const tg_cache_results[] = {"hit", "miss", "stale", "coalesced", "bypass"};
-enum { TG_CACHED_HIT, TG_CACHED_MISS, TG_CACHED_STALE, TG_CACHED_COALESCED, TG_CACHED_BYPASS };
 
 struct tg_cache_txn {
     struct tg_cache_txn *next_free;

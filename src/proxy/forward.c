@@ -817,7 +817,7 @@ void tg_txn_start(struct tg_txn *t)
     if (t->req.body_kind == TG_BODY_CHUNKED)
         tg_h1_chunked_init(&t->req_chunked, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
     tg__txn_prepare_pick(t);
-    if (t->route->cache != NULL && tg_cache_begin(t))
+    if (t->route->cache != NULL && t->route->rpc == NULL && tg_cache_begin(t))
         return;
     if (t->svc->conf->conc_max == 0 || tg_admission_enter(t))
         tg__txn_proceed(t, &caps);

@@ -44,6 +44,10 @@ static const char *const tg__writes[] = {"eth_sendRawTransaction", "eth_sendTran
 
 static void tg__rpc_arrays_free(struct tg_rpc_txn *r)
 {
+    free(r->hit);
+    free(r->ckey_off);
+    free(r->ckey_len);
+    free(r->how);
     free(r->calls);
     free(r->local);
     free(r->why);
@@ -69,11 +73,15 @@ static struct tg_rpc_txn *tg__rpc_get(struct tg_worker *w, uint32_t want)
         r->group = tg_malloc(want * sizeof(*r->group));
         r->replies = tg_malloc(want * sizeof(*r->replies));
         r->span = tg_malloc(want * sizeof(*r->span));
+        r->hit = tg_calloc(want, sizeof(*r->hit));
+        r->ckey_off = tg_malloc(want * sizeof(*r->ckey_off));
+        r->ckey_len = tg_calloc(want, sizeof(*r->ckey_len));
+        r->how = tg_malloc(want * sizeof(*r->how));
     }
     r->env.calls = r->calls;
     r->num_groups = r->num_legs = r->running = r->writes = 0;
-    r->whole = r->head = r->starting = false;
-    r->fwd.len = r->out.len = 0;
+    r->whole = r->head = r->starting = r->to_store = false;
+    r->fwd.len = r->out.len = r->keys.len = 0;
     return r;
 }
 
@@ -86,6 +94,7 @@ void tg_rpc_txn_free(struct tg_txn *t)
     t->rpc = NULL;
     tg_wsrpc_free(r->ws);
     r->ws = NULL;
+    tg_rpc_cache_release(r);
     for (size_t k = 0; k < r->num_legs; k++) {
         struct tg_rpc_leg *l = &r->legs[k];
 
@@ -114,6 +123,7 @@ void tg_rpc_worker_dispose(struct tg_worker *w)
             tg_sbuf_dispose(&r->legs[k].got);
         tg_sbuf_dispose(&r->out);
         tg_sbuf_dispose(&r->fwd);
+        tg_sbuf_dispose(&r->keys);
         tg__rpc_arrays_free(r);
         free(r);
     }
@@ -268,6 +278,8 @@ static uint64_t tg__sort_calls(struct tg_txn *t, bool one_service)
 
         r->local[i] = c->error;
         r->why[i] = c->why;
+        r->hit[i] = NULL;
+        r->ckey_len[i] = 0;
         if (c->error != 0) {
             tg__count_error(t, t->svc, "invalid_request");
             continue;
@@ -291,6 +303,11 @@ static uint64_t tg__sort_calls(struct tg_txn *t, bool one_service)
         }
         svc = tg_upstreams_service(&t->rt->up, sc);
         k = tg__class(sc, m, c->method_len);
+        units += route->cost != 0          ? route->cost
+                 : k < sc->rpc.num_weights ? sc->rpc.weights[k].units
+                                           : sc->rpc.default_weight;
+        if (route->cache != NULL && !one_service && tg_rpc_cache_lookup(t, i, svc))
+            continue; /* answered from the cache: charged, not sent */
         tg_metrics_rpc(&t->conn->worker->metrics, TG_POLICY_RPC_CALLS, svc->label,
                        svc->rpc_classes[k]);
         for (g = 0; g < r->num_groups && r->groups[g] != svc; g++)
@@ -300,9 +317,6 @@ static uint64_t tg__sort_calls(struct tg_txn *t, bool one_service)
         r->group[i] = g;
         if (tg__is_write(m, c->method_len))
             r->writes |= (uint8_t)(1u << g);
-        units += route->cost != 0          ? route->cost
-                 : k < sc->rpc.num_weights ? sc->rpc.weights[k].units
-                                           : sc->rpc.default_weight;
     }
     return units;
 }
@@ -595,7 +609,7 @@ static const struct tg_sbuf *tg__answer(const struct tg_rpc_txn *r, uint8_t g)
 }
 
 /* Finds each forwarded call's reply in its group's answer (each answer scanned once). */
-static void tg__match_all(struct tg_rpc_txn *r)
+void tg_rpc_match_all(struct tg_rpc_txn *r)
 {
     for (uint8_t g = 0; g < r->num_groups; g++) {
         const struct tg_sbuf *b = tg__answer(r, g);
@@ -622,7 +636,7 @@ static void tg__rebuild(struct tg_txn *t)
     struct tg_rpc_txn *r = t->rpc;
     bool first = true;
 
-    tg__match_all(r);
+    tg_rpc_match_all(r);
     r->out.len = 0;
     if (r->env.batch)
         tg_sbuf_add(&r->out, "[", 1);
@@ -638,6 +652,14 @@ static void tg__rebuild(struct tg_txn *t)
         if (!first)
             tg_sbuf_add(&r->out, ",", 1);
         first = false;
+        if (r->local[i] == TG_RPC_CACHED) {
+            tg_sbuf_add(&r->out, "{\"jsonrpc\":\"2.0\",\"id\":", 22);
+            tg_sbuf_add(&r->out, id, id_len);
+            tg_sbuf_add(&r->out, ",\"result\":", 10);
+            tg_sbuf_add(&r->out, r->hit[i]->body, r->hit[i]->body_len);
+            tg_sbuf_add(&r->out, "}", 1);
+            continue;
+        }
         if (r->local[i] != 0) {
             tg__error_obj(&r->out, id, id_len, r->local[i], r->why[i]);
             continue;
@@ -665,6 +687,8 @@ void tg_rpc_answer(struct tg_txn *t)
 {
     struct tg_rpc_txn *r = t->rpc;
 
+    if (r->to_store)
+        tg_rpc_cache_store(t);
     if (r->num_groups == 1 && r->answer[0] < 0) { /* every leg failed: as a single node would */
         tg_txn_respond_error(t, 502, "upstream_unavailable",
                              r->failed[0] ? r->failed[0] : "no node answered");

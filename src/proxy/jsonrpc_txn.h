@@ -11,12 +11,15 @@
 #define TG_PROXY_JSONRPC_TXN_H
 
 #include "auth/keystore.h"
+#include "cache/cache.h"
+#include "cache/rpc_rules.h"
 #include "core/sbuf.h"
 #include "jsonrpc/jsonrpc.h"
 #include "proxy/proxy.h"
 
 #define TG_RPC_MAX_GROUPS 8 /* the route's service and up to 7 jsonrpc.routes services */
 #define TG_RPC_MAX_LEGS   16
+#define TG_RPC_CACHED     1 /* local[]: answered from the cache */
 
 enum tg_rpc_leg_state {
     TG_LEG_RUNNING,
@@ -46,7 +49,12 @@ struct tg_rpc_txn {
     uint8_t *group;            /* per call: index into groups */
     struct tg_rpc_reply *replies;
     struct tg_rpc_reply *span; /* per call: its reply, once matched (len 0: none) */
-    const char *body;          /* the client's body, in conn->in */
+    /* routes with a cache (rpc_cache.c), per call: */
+    struct tg_cache_entry **hit;   /* the cached answer (local == TG_RPC_CACHED) */
+    uint32_t *ckey_off, *ckey_len; /* the key in keys, to store the answer under (len 0: none) */
+    struct tg_rpc_cache_how *how;  /* how it was keyed */
+    struct tg_sbuf keys;
+    const char *body; /* the client's body, in conn->in */
     size_t len;
     struct tg_service *groups[TG_RPC_MAX_GROUPS];
     struct tg_str send[TG_RPC_MAX_GROUPS];   /* each group's body */
@@ -58,6 +66,7 @@ struct tg_rpc_txn {
     bool whole;                   /* one group with every call: the client's bytes go as they are */
     bool head;                    /* a single eth_blockNumber: answers must not go backwards */
     bool starting;                /* legs are being started: the answer waits for the last one */
+    bool to_store;                /* a call's answer is to be cached */
     char caller[TG_KEY_NAME_MAX]; /* the consumer's name, kept for the limits */
     struct tg_wsrpc *ws;          /* a JSON-RPC WebSocket (wsrpc.c) */
     struct tg_sbuf fwd;           /* the composed bodies of the groups */
@@ -70,6 +79,16 @@ static inline bool tg_rpc_leg_copies(const struct tg_rpc_txn *r, uint8_t k)
     return (k > 0 && r->legs[k - 1].group == r->legs[k].group) ||
            (k + 1 < r->num_legs && r->legs[k + 1].group == r->legs[k].group);
 }
+
+/* rpc_cache.c: routes with a cache section */
+/* Call i (checked, going to svc) answered from the cache (true), or its key kept to store
+ * the answer. */
+bool tg_rpc_cache_lookup(struct tg_txn *t, uint32_t i, struct tg_service *svc);
+/* The answers of the calls whose keys were kept, stored (after tg_rpc_match_all). */
+void tg_rpc_cache_store(struct tg_txn *t);
+void tg_rpc_cache_release(struct tg_rpc_txn *r);
+/* jsonrpc.c: finds each forwarded call's reply (span[]). */
+void tg_rpc_match_all(struct tg_rpc_txn *r);
 
 /* jsonrpc.c: every group is answered (or failed): the client gets the answer. */
 void tg_rpc_answer(struct tg_txn *t);

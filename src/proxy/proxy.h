@@ -591,6 +591,8 @@ void tg_cache_txn_free(struct tg_txn *t);
 void tg_cache_worker_dispose(struct tg_worker *w);
 extern const char *const tg_cache_results[];
 #define TG_CACHE_RESULTS 5
+/* tollgate_cache_requests_total{result}, in the order of tg_cache_results */
+enum { TG_CACHED_HIT, TG_CACHED_MISS, TG_CACHED_STALE, TG_CACHED_COALESCED, TG_CACHED_BYPASS };
 
 /* tunnel.c: WebSocket tunnels */
 /* The node accepted the upgrade and its 101 head is queued in res_out: bytes flow both ways. */
