@@ -528,12 +528,19 @@ void tg_cache_body(struct tg_txn *t, const char *p, size_t n)
         tg__fill_done(c);
 }
 
+bool tg_cache_has_stale(const struct tg_txn *t)
+{
+    const struct tg_cache_entry *e = t->cache->stale;
+
+    return e != NULL && tg_loop_wall_ms(t->conn->worker->loop) < e->sie_ms;
+}
+
 bool tg_cache_serve_stale(struct tg_txn *t)
 {
     struct tg_cache_txn *c = t->cache;
     struct tg_cache_entry *e = c->stale;
 
-    if (e == NULL || tg_loop_wall_ms(t->conn->worker->loop) >= e->sie_ms)
+    if (!tg_cache_has_stale(t))
         return false;
     c->stale = NULL;
     tg__drop(&c->fill);

@@ -587,6 +587,7 @@ void tg_cache_head_arrived(struct tg_txn *t);
 void tg_cache_body(struct tg_txn *t, const char *p, size_t n);
 /* The node failed: sends the stale entry kept for stale_if_error instead (true), if any. */
 bool tg_cache_serve_stale(struct tg_txn *t);
+bool tg_cache_has_stale(const struct tg_txn *t);
 void tg_cache_txn_free(struct tg_txn *t);
 void tg_cache_worker_dispose(struct tg_worker *w);
 extern const char *const tg_cache_results[];

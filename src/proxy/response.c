@@ -244,9 +244,12 @@ static void tg__txn_response_head(struct tg_txn *t, size_t head_len)
     if (tg_status_in(&t->svc->conf->retry.statuses, t->res.status) &&
         tg_txn_retry_elsewhere(t, TG_FAIL_STATUS, t->res.status, NULL))
         return; /* the node's answer is dropped; another node gets the request */
-    if (t->cache != NULL && t->res.status >= 500 && tg_cache_serve_stale(t)) {
+    if (t->cache != NULL && t->res.status >= 500 && tg_cache_has_stale(t)) {
+        /* stale_if_error: the stale copy instead of the node's error (the attempt ends first:
+         * sending may end the transaction) */
         tg_txn_attempt_failed(t, TG_FAIL_STATUS, t->res.status, NULL);
-        return; /* stale_if_error: the stale copy instead of the node's error */
+        tg_cache_serve_stale(t);
+        return;
     }
     if (!t->res.keep_alive)
         t->up_reusable = false;
