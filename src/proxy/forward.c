@@ -620,6 +620,20 @@ static void tg__txn_trace_header(struct tg_txn *t, const struct tg_http_header *
     t->has_trace = true;
 }
 
+/* The rest of a body held whole is on its way: a 100 Continue when the client waits for one,
+ * the body deadline, then whatever can be read now. */
+static void tg__txn_await_body(struct tg_txn *t)
+{
+    struct tg_conn *c = t->conn;
+
+    t->buffering = true;
+    t->req_state = TG_REQ_BODY;
+    if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len && tg_txn_continue(t) != 0)
+        return;
+    tg_conn_arm(c, t->rt->cf->limits.body_timeout);
+    tg__txn_buffer_body(t);
+}
+
 /* Holds the whole body in conn->in before the first attempt: read at once when it is all
  * there, else read by tg__txn_buffer_body(). */
 static void tg__txn_hold_body(struct tg_txn *t, const struct tg_route_captures *caps)
@@ -634,26 +648,14 @@ static void tg__txn_hold_body(struct tg_txn *t, const struct tg_route_captures *
         return;
     }
     tg_txn_hold_room(t);
-    t->buffering = true;
-    t->req_state = TG_REQ_BODY;
-    if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len && tg_txn_continue(t) != 0)
-        return;
-    tg_conn_arm(c, t->rt->cf->limits.body_timeout);
-    tg__txn_buffer_body(t);
+    tg__txn_await_body(t);
 }
 
 /* Reads a chunked body whole before the first attempt (JSON-RPC routes). */
 static void tg__txn_hold_chunked(struct tg_txn *t)
 {
-    struct tg_conn *c = t->conn;
-
     t->replay = true;
-    t->buffering = true;
-    t->req_state = TG_REQ_BODY;
-    if (t->req.expect_continue && tg_buf_len(c->in) == t->head_len && tg_txn_continue(t) != 0)
-        return;
-    tg_conn_arm(c, t->rt->cf->limits.body_timeout);
-    tg__txn_buffer_body(t);
+    tg__txn_await_body(t);
 }
 
 /* A JSON-RPC route reads a POST body whole, up to jsonrpc.max_body. */

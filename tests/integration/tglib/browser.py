@@ -18,6 +18,8 @@ import subprocess
 
 import pytest
 
+from .jsdriver import parse_last_line
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser_driver.mjs")
 MODULES = os.path.join(ROOT, "build", "tools", "node_modules")
@@ -114,20 +116,7 @@ def output_dir(name):
 
 
 def _parse(stdout, stderr, returncode, check):
-    lines = [x for x in stdout.splitlines() if x.strip()]
-    doc = None
-    if lines:
-        try:
-            doc = json.loads(lines[-1])
-        except ValueError:
-            doc = None
-    if doc is None:
-        raise BrowserFailed(f"browser driver printed no JSON (exit {returncode}):\n"
-                            f"stdout: {stdout[-2000:]}\nstderr: {stderr[-4000:]}")
-    if check and (returncode != 0 or not doc.get("ok")):
-        raise BrowserFailed(f"browser driver failed (exit {returncode}): {doc.get('error')}\n"
-                            f"stderr: {stderr[-4000:]}", doc)
-    return doc
+    return parse_last_line(stdout, stderr, returncode, check, BrowserFailed, "browser driver")
 
 
 def run_browser(url, loads=1, screenshot=None, probes=(), timeout=60, check=True):

@@ -21,6 +21,8 @@ import tempfile
 
 import pytest
 
+from .jsdriver import parse_last_line
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ethers_driver.mjs")
 MODULES = os.path.join(ROOT, "build", "tools", "node_modules")
@@ -90,20 +92,7 @@ def _command(scenario, url, args, timeout):
 
 
 def _parse(stdout, stderr, returncode, check):
-    lines = [x for x in stdout.splitlines() if x.strip()]
-    doc = None
-    if lines:
-        try:
-            doc = json.loads(lines[-1])
-        except ValueError:
-            doc = None
-    if doc is None:
-        raise EthersFailed(f"ethers driver printed no JSON (exit {returncode}):\n"
-                           f"stdout: {stdout[-2000:]}\nstderr: {stderr[-4000:]}")
-    if check and (returncode != 0 or not doc.get("ok")):
-        raise EthersFailed(f"ethers driver failed (exit {returncode}): {doc.get('error')}\n"
-                           f"stderr: {stderr[-4000:]}", doc)
-    return doc
+    return parse_last_line(stdout, stderr, returncode, check, EthersFailed, "ethers driver")
 
 
 def run_ethers(scenario, url, *args, timeout=60, check=True):
