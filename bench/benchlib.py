@@ -309,6 +309,7 @@ class ResponseReader:
     def __init__(self):
         self.buf = b""
         self.status = None
+        self.headers = {}  # names lowercased; a repeated field keeps its last value
         self.body_len = 0
         self.body = b""  # the first BODY_KEEP bytes, for checks of small answers
         self._state = "head"
@@ -330,6 +331,7 @@ class ResponseReader:
                 for line in lines[1:]:
                     k, _, v = line.partition(":")
                     hdrs[k.strip().lower()] = v.strip()
+                self.headers = hdrs
                 if self.status in (204, 304) or 100 <= self.status < 200:
                     self._state = "done"
                 elif hdrs.get("transfer-encoding", "").lower() == "chunked":
@@ -416,9 +418,9 @@ def request_bytes(port, path="/", method="GET", close=False):
     return Request(path, method).encode(port, close)
 
 
-def http_request(port, req, timeout=2.0):
-    """One request on a fresh connection; returns (status, body length, first bytes of the body)
-    or raises OSError."""
+def http_response(port, req, timeout=2.0):
+    """One request on a fresh connection; returns the ResponseReader that read the whole answer
+    (status, headers, body length, first bytes of the body) or raises OSError."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(req.encode(port, close=True))
         rd = ResponseReader()
@@ -427,7 +429,14 @@ def http_request(port, req, timeout=2.0):
             if not data:
                 raise OSError("connection closed before a full response")
             if rd.feed(data):
-                return rd.status, rd.body_len, rd.body
+                return rd
+
+
+def http_request(port, req, timeout=2.0):
+    """One request on a fresh connection; returns (status, body length, first bytes of the body)
+    or raises OSError."""
+    rd = http_response(port, req, timeout)
+    return rd.status, rd.body_len, rd.body
 
 
 def http_get(port, path="/", timeout=2.0):
