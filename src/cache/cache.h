@@ -51,6 +51,7 @@ struct tg_cache_entry {
     /* store-private */
     atomic_uint refs;
     size_t charge; /* bytes the allocator gave for this entry */
+    uint64_t used; /* the store's clock when it was last inserted or found (LRU order) */
     struct tg_cache_entry *hnext, *lru_prev, *lru_next;
     bool linked;
     char data[];

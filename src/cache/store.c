@@ -6,9 +6,11 @@
  *
  * Bytes: the store charges each linked entry what the allocator gave for it (its one
  * allocation, malloc_usable_size) to a process-wide atomic counter, and keeps the total under
- * max_bytes by evicting least recently used entries. An entry leaves the count when it leaves
- * the store, even if a reader still holds it: the reader's copy goes away when the write ends,
- * and counting it would make every insert evict for memory that eviction cannot give back.
+ * max_bytes by evicting least recently used entries: every insert and hit stamps its entry
+ * from one store-wide clock, and eviction takes the oldest of the shards' LRU tails, so the
+ * order is the whole store's (each shard's list is in stamp order). An entry leaves the count when
+ * it leaves the store, even if a reader still holds it: the reader's copy goes away when the write
+ * ends, and counting it would make every insert evict for memory that eviction cannot give back.
  *
  * Locking: one shard lock at a time, never two, so there is no lock order to get wrong.
  * Entries are unreferenced after their shard lock is released, since the last reference frees
@@ -68,7 +70,7 @@ struct tg_cache_store {
     _Atomic uint64_t bytes;     /* sum of the charges of linked entries */
     _Atomic uint64_t entries;   /* linked entries */
     _Atomic uint64_t evictions; /* entries evicted to make room */
-    atomic_uint cursor;         /* next shard for round-robin eviction */
+    _Atomic uint64_t clock;     /* ticks once per insert or hit: the entries' LRU stamps */
 };
 
 /* -- hashing --------------------------------------------------------------------------------- */
@@ -278,27 +280,36 @@ static void tg__drop_list(struct tg_cache_entry *list)
 
 /* -- eviction -------------------------------------------------------------------------------- */
 
-/* Evicts from the shards round-robin, from a start taken off a store-wide cursor so that the
- * pressure of large inserts spreads over every shard, one entry per lock so that no worker
- * waits long. It stops when the bytes fit or a whole round found nothing to evict (all that is
- * left is keep, or concurrent inserts emptied the shards and evict for themselves). */
-static void tg__evict_round_robin(struct tg_cache_store *s, const struct tg_cache_entry *keep)
+/* Evicts the least recently used entries of the whole store until the bytes fit: each round
+ * looks at every shard's least recently used entry (one lock at a time) and evicts the oldest
+ * of them, so that the order is the store's, not a shard's. It stops when the bytes fit or
+ * nothing but keep (the entry being inserted) is left. */
+static void tg__evict_oldest(struct tg_cache_store *s, const struct tg_cache_entry *keep)
 {
-    unsigned i = atomic_fetch_add_explicit(&s->cursor, 1, memory_order_relaxed), idle = 0;
-
-    for (; tg__over(s) && idle < TG_CACHE_SHARDS; i++) {
-        struct tg__shard *sh = &s->shards[i % TG_CACHE_SHARDS];
+    while (tg__over(s)) {
+        struct tg__shard *oldest = NULL;
         struct tg_cache_entry *victim;
+        uint64_t stamp = UINT64_MAX;
 
-        pthread_mutex_lock(&sh->lock);
-        victim = tg__evict_tail_locked(s, sh, keep);
-        pthread_mutex_unlock(&sh->lock);
-        if (victim == NULL) {
-            idle++;
-            continue;
+        for (size_t i = 0; i < TG_CACHE_SHARDS; i++) {
+            struct tg__shard *sh = &s->shards[i];
+            const struct tg_cache_entry *tail;
+
+            pthread_mutex_lock(&sh->lock);
+            tail = sh->lru_tail == keep && keep != NULL ? keep->lru_prev : sh->lru_tail;
+            if (tail != NULL && tail->used < stamp) {
+                stamp = tail->used;
+                oldest = sh;
+            }
+            pthread_mutex_unlock(&sh->lock);
         }
-        idle = 0;
-        tg_cache_entry_unref(victim);
+        if (oldest == NULL)
+            return;
+        pthread_mutex_lock(&oldest->lock);
+        victim = tg__evict_tail_locked(s, oldest, keep); /* its tail now: as old, or younger */
+        pthread_mutex_unlock(&oldest->lock);
+        if (victim != NULL)
+            tg_cache_entry_unref(victim);
     }
 }
 
@@ -370,6 +381,7 @@ struct tg_cache_entry *tg_cache_lookup(struct tg_cache_store *s, uint64_t hash, 
     pthread_mutex_lock(&sh->lock);
     e = *tg__find_locked(sh, hash, key, key_len);
     if (e != NULL) {
+        e->used = atomic_fetch_add_explicit(&s->clock, 1, memory_order_relaxed);
         if (sh->lru_head != e) {
             tg__lru_unlink_locked(sh, e);
             tg__lru_push_locked(sh, e);
@@ -395,7 +407,7 @@ static bool tg__fits(const struct tg_cache_store *s, const struct tg_cache_entry
 bool tg_cache_insert(struct tg_cache_store *s, struct tg_cache_entry *e)
 {
     struct tg__shard *sh = tg__shard_of(s, e->hash);
-    struct tg_cache_entry **pp, *dead = NULL, *victim;
+    struct tg_cache_entry **pp, *dead = NULL;
     bool more;
 
     TG_BUG_ON(e->linked);
@@ -407,22 +419,18 @@ bool tg_cache_insert(struct tg_cache_store *s, struct tg_cache_entry *e)
     pp = tg__find_locked(sh, e->hash, e->key, e->key_len);
     if (*pp != NULL)
         dead = tg__unlink_locked(s, sh, pp); /* replaced: not an eviction */
+    e->used = atomic_fetch_add_explicit(&s->clock, 1, memory_order_relaxed);
     tg__link_locked(s, sh, &sh->buckets[e->hash & sh->mask], e);
     tg__maybe_grow_locked(sh);
-    /* Room first from this shard, whose lock we already hold; its LRU is the one we know. */
-    while (tg__over(s) && (victim = tg__evict_tail_locked(s, sh, e)) != NULL) {
-        victim->hnext = dead;
-        dead = victim;
-    }
-    /* Still over only when this shard holds nothing but e: the others must give. A reference
-     * keeps e, the entry spared, from being freed and its address reused meanwhile. */
+    /* Over the bytes: the store's least recently used entries make room. A reference keeps e,
+     * the entry spared, from being freed and its address reused meanwhile. */
     more = tg__over(s);
     if (more)
         tg_cache_entry_ref(e);
     pthread_mutex_unlock(&sh->lock);
     tg__drop_list(dead);
     if (more) {
-        tg__evict_round_robin(s, e);
+        tg__evict_oldest(s, e);
         tg_cache_entry_unref(e);
     }
     return true;
@@ -515,7 +523,7 @@ void tg_cache_store_resize(struct tg_cache_store *s, uint64_t max_bytes, uint64_
         for (size_t i = 0; i < TG_CACHE_SHARDS; i++)
             tg__purge_shard(s, &s->shards[i], tg__too_big_pred, &max_object);
     }
-    tg__evict_round_robin(s, NULL);
+    tg__evict_oldest(s, NULL);
 }
 
 /* -- coalescing ------------------------------------------------------------------------------ */

@@ -316,8 +316,7 @@ static void tg__resume(struct tg_txn *t)
         tg__send(t, e, TG_CACHED_COALESCED);
         return;
     }
-    if (e != NULL)
-        tg_cache_entry_unref(e);
+    tg__keep_stale(t->cache, e, tg_loop_wall_ms(t->conn->worker->loop)); /* if the node fails */
     tg__count(t, TG_CACHED_MISS);
     tg_txn_admit(t);
 }
