@@ -13,13 +13,16 @@
  * Response: a response the rules let us store, with a Content-Length up to cache.max_object,
  * is copied while it streams to the client: its head (without hop-by-hop and per-message
  * fields) and its body, straight into the new entry, which is inserted once the body is whole.
+ * A chunked one is decoded on the side as it passes (up to max_object) and its entry made at
+ * the last chunk.
  * A response that varies also leaves a marker under the request's key naming the Vary headers;
  * a lookup that finds one looks again under the key with those headers' values.
  *
- * Stale entries: within stale_while_revalidate, the first request after expiry refreshes the
- * entry (it is the writer and waits for the node) while the others get the stale copy at once
- * (STALE); within stale_if_error, a writer whose node fails (no answer, or a 5xx) sends the
- * stale copy instead of the error.
+ * Stale entries: within stale_while_revalidate, every request gets the stale copy at once
+ * (STALE), and the first one to take the key's fill marker starts a refresh in the background:
+ * a copy of its request, run on a connection without a client (tg_conn_internal), which fills
+ * the entry as any writer does. Within stale_if_error, a writer whose node fails (no answer, or
+ * a 5xx) sends the stale copy instead of the error.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +52,10 @@ struct tg_cache_txn {
     struct tg_cache_entry *stale; /* an expired entry kept for stale_if_error (a reference) */
     struct tg_cache_entry *fill;  /* the entry being filled by the response */
     struct tg_cache_entry *vmark; /* the Vary marker to insert with it */
-    uint64_t filled;              /* body bytes of fill written */
+    uint64_t filled;              /* body bytes of fill written (chunked: decoded in raw) */
+    struct tg_cache_entry *tmpl;  /* a chunked response: its entry without the body, yet */
+    struct tg_sbuf raw;           /* ... and its body, decoded in place as it comes */
+    struct tg_h1_chunked dec;
 };
 
 static struct tg_cache_store *tg__store(void)
@@ -77,7 +83,8 @@ static struct tg_cache_txn *tg__get(struct tg_txn *t)
     c->txn = t;
     c->key.len = c->vkey.len = 0;
     c->writer = c->waiting = false;
-    c->sent = c->stale = c->fill = c->vmark = NULL;
+    c->sent = c->stale = c->fill = c->vmark = c->tmpl = NULL;
+    c->raw.len = 0;
     c->filled = 0;
     t->cache = c;
     return c;
@@ -274,6 +281,10 @@ bool tg_cache_begin(struct tg_txn *t)
     }
     c->key.len = (size_t)n;
     c->hash = tg_cache_hash(c->key.base, c->key.len);
+    if (t->conn->internal) { /* a refresh in the background: it holds the key's fill marker */
+        c->writer = true;
+        return false;
+    }
     if (mode == TG_CACHE_REFRESH) {
         tg__count(t, TG_CACHED_MISS); /* upstream, no waiting; the response may be stored */
         return false;
@@ -281,6 +292,16 @@ bool tg_cache_begin(struct tg_txn *t)
     e = tg__lookup(t);
     if (e != NULL && now < e->fresh_ms) {
         tg__send(t, e, TG_CACHED_HIT);
+        return true;
+    }
+    if (e != NULL && now < e->swr_ms) {
+        /* stale_while_revalidate: the stale copy now, and one refresh in the background, by
+         * the request that takes the key's fill marker */
+        if (!t->head_request && t->conn->worker->id < 64 &&
+            tg_cache_fill_begin(tg__store(), c->hash, c->key.base, c->key.len,
+                                t->conn->worker->id) == TG_FILL_WRITER)
+            tg_conn_internal(t->conn->worker, t->conn->in->base + t->conn->in->start, t->head_len);
+        tg__send(t, e, TG_CACHED_STALE);
         return true;
     }
     if (!rc->coalesce || t->head_request || /* a HEAD's response is not stored: no writer */
@@ -291,10 +312,6 @@ bool tg_cache_begin(struct tg_txn *t)
         tg__keep_stale(c, e, now);
         tg__count(t, TG_CACHED_MISS);
         return false;
-    }
-    if (e != NULL && now < e->swr_ms) { /* another request refreshes it: the stale copy now */
-        tg__send(t, e, TG_CACHED_STALE);
-        return true;
     }
     tg__drop(&e);
     tg__park(t);
@@ -464,8 +481,9 @@ void tg_cache_head_arrived(struct tg_txn *t)
     struct tg_cache_entry *e;
 
     if (t->head_request || t->req.method_id != TG_METHOD_GET ||
-        t->res.body_kind != TG_BODY_LENGTH ||
-        t->res.content_length > tg_cache_store_max_object(tg__store()) ||
+        !((t->res.body_kind == TG_BODY_LENGTH &&
+           t->res.content_length <= tg_cache_store_max_object(tg__store())) ||
+          (t->res.body_kind == TG_BODY_CHUNKED && t->res_passthru_chunked)) ||
         tg_cache_response(&t->res, now, t->route->cache, &f) != 0) {
         tg__writer_done(c); /* the waiters go upstream on their own */
         return;
@@ -493,7 +511,8 @@ void tg_cache_head_arrived(struct tg_txn *t)
     }
     head->len = 0;
     tg__stored_head(t, head);
-    e = tg_cache_entry_new(key, key_len, head->base, head->len, t->res.content_length);
+    e = tg_cache_entry_new(key, key_len, head->base, head->len,
+                           t->res.body_kind == TG_BODY_LENGTH ? t->res.content_length : 0);
     if (e == NULL) {
         tg__drop(&c->vmark);
         tg__writer_done(c);
@@ -507,10 +526,62 @@ void tg_cache_head_arrived(struct tg_txn *t)
     e->sie_ms = f.sie_until;
     e->etag = tg__field(e->head, e->head_len, "etag");
     e->last_modified = tg__field(e->head, e->head_len, "last-modified");
-    c->fill = e;
     c->filled = 0;
+    if (t->res.body_kind == TG_BODY_CHUNKED) { /* the body's length is known at its end */
+        c->tmpl = e;
+        c->raw.len = 0;
+        tg_h1_chunked_init(&c->dec, TG_CHUNK_MAX_LINE, TG_CHUNK_MAX_TRAILERS);
+        return;
+    }
+    c->fill = e;
     if (e->body_len == 0)
         tg__fill_done(c);
+}
+
+/* A chunked body given up: too large, or framing the relay will refuse anyway. */
+static void tg__chunked_abandon(struct tg_cache_txn *c)
+{
+    tg__drop(&c->tmpl);
+    tg__drop(&c->vmark);
+    tg__writer_done(c);
+}
+
+/* n bytes of a chunked body as the node sent them: decoded in place after the data so far;
+ * once the last chunk is in, the entry is made from the template and the data. */
+static void tg__chunked_body(struct tg_cache_txn *c, const char *p, size_t n)
+{
+    const struct tg_cache_entry *tm = c->tmpl;
+    struct tg_cache_entry *e;
+    size_t data = 0;
+    ssize_t r;
+
+    tg_sbuf_add(&c->raw, p, n);
+    r = tg_h1_chunked_decode(&c->dec, c->raw.base + c->filled, c->raw.len - c->filled, &data);
+    c->filled += data;
+    c->raw.len = (size_t)c->filled;
+    if (r == TG_H1_INVALID || c->filled > tg_cache_store_max_object(tg__store())) {
+        tg__chunked_abandon(c);
+        return;
+    }
+    if (r == TG_H1_INCOMPLETE)
+        return;
+    e = tg_cache_entry_new(tm->key, tm->key_len, tm->head, tm->head_len, c->filled);
+    if (e == NULL) {
+        tg__chunked_abandon(c);
+        return;
+    }
+    memcpy(e->body, c->raw.base, c->filled);
+    e->status = tm->status;
+    e->stored_ms = tm->stored_ms;
+    e->age_s = tm->age_s;
+    e->fresh_ms = tm->fresh_ms;
+    e->swr_ms = tm->swr_ms;
+    e->sie_ms = tm->sie_ms;
+    e->etag = tg__field(e->head, e->head_len, "etag");
+    e->last_modified = tg__field(e->head, e->head_len, "last-modified");
+    tg__drop(&c->tmpl);
+    c->fill = e;
+    tg__fill_done(c);
 }
 
 void tg_cache_body(struct tg_txn *t, const char *p, size_t n)
@@ -518,6 +589,10 @@ void tg_cache_body(struct tg_txn *t, const char *p, size_t n)
     struct tg_cache_txn *c = t->cache;
     size_t take;
 
+    if (c->tmpl != NULL) {
+        tg__chunked_body(c, p, n);
+        return;
+    }
     if (c->fill == NULL)
         return;
     take = (size_t)TG_MIN((uint64_t)n, c->fill->body_len - c->filled);
@@ -543,6 +618,7 @@ bool tg_cache_serve_stale(struct tg_txn *t)
         return false;
     c->stale = NULL;
     tg__drop(&c->fill);
+    tg__drop(&c->tmpl);
     tg__drop(&c->vmark);
     tg__send(t, e, TG_CACHED_STALE);
     return true;
@@ -556,6 +632,7 @@ void tg_cache_txn_free(struct tg_txn *t)
     t->cache = NULL;
     tg__unpark(c);
     tg__drop(&c->fill); /* a body that did not come whole is not stored */
+    tg__drop(&c->tmpl);
     tg__drop(&c->vmark);
     tg__writer_done(c);
     tg__drop(&c->sent);
@@ -564,6 +641,8 @@ void tg_cache_txn_free(struct tg_txn *t)
         tg_sbuf_dispose(&c->key);
     if (c->vkey.cap > 8192)
         tg_sbuf_dispose(&c->vkey);
+    if (c->raw.cap > 65536)
+        tg_sbuf_dispose(&c->raw);
     c->next_free = w->free_cache;
     w->free_cache = c;
 }
@@ -576,6 +655,7 @@ void tg_cache_worker_dispose(struct tg_worker *w)
         w->free_cache = c->next_free;
         tg_sbuf_dispose(&c->key);
         tg_sbuf_dispose(&c->vkey);
+        tg_sbuf_dispose(&c->raw);
         free(c);
     }
     tg_sbuf_dispose(&w->cache_head);

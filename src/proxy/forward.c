@@ -118,8 +118,10 @@ void tg_txn_free(struct tg_txn *t)
     }
     if (t->admitted || t->queued)
         tg_admission_leave(t);
-    if (t->started)
+    if (t->started && !t->conn->internal)
         tg_txn_record(t);
+    else if (t->started)
+        tg_txn_attempt_done(t); /* tollgate's own request: its node's accounting only */
     if (t->rpc != NULL && t->parent == NULL)
         tg_rpc_txn_free(t);
     if (t->cache != NULL)
@@ -813,7 +815,7 @@ void tg_txn_start(struct tg_txn *t)
     t->path_len = (uint16_t)n;
     /* JSON-RPC routes always know the caller's plan: its methods policy applies */
     if ((t->route->auth != NULL || t->route->num_limits > 0 || t->route->rpc != NULL) &&
-        !tg_txn_identity(t, &caps))
+        !c->internal && !tg_txn_identity(t, &caps))
         return;
     t->req_remaining = t->req.content_length;
     if (t->req.body_kind == TG_BODY_CHUNKED)

@@ -151,6 +151,7 @@ struct tg_conn {
     bool in_callback; /* freeing is deferred while set */
     bool dead;        /* closing: freed once no callback runs on it */
     bool freed;       /* in the worker's dead or free list */
+    bool internal;    /* no client: a request of tollgate's own (a cache refresh), answer dropped */
     struct tg_conn *next_free;
 };
 
@@ -397,6 +398,10 @@ void tg_worker_request_id(struct tg_worker *w, char *out, uint8_t *len);
 /* server.c: client side */
 void tg_conn_accepted(struct tg_worker *w, struct tg_listener *l, int fd,
                       const struct sockaddr_storage *peer);
+/* Runs the request whose head is head[0..len) as if a client had sent it, on a connection of
+ * its own with no socket: the response is dropped as it is written, and the connection closes
+ * after it. Not counted as a client connection, not checked by auth or limits, not logged. */
+void tg_conn_internal(struct tg_worker *w, const char *head, size_t len);
 void tg_conn_txn_done(struct tg_conn *c);
 void tg_conn_abort(struct tg_conn *c);
 /* Closes an idle connection without a reset: FIN first, then discard until the client closes

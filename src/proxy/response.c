@@ -455,6 +455,12 @@ bool tg_txn_flush_pending(struct tg_txn *t)
         int cnt = t->res_out.cnt - t->res_out.off;
         ssize_t n;
 
+        if (TG_UNLIKELY(c->internal)) { /* nobody to write to: the response is dropped */
+            for (int i = 0; i < cnt; i++)
+                t->bytes_out += iov[i].iov_len;
+            t->res_out.off = t->res_out.cnt;
+            break;
+        }
         if (!c->sock.writable) {
             /* Backpressure: the node is not read while the client is slow, so the client's
              * send deadline runs instead of the node's response deadline. */

@@ -37,8 +37,10 @@ static void tg__conn_free(struct tg_conn *c)
         w->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    atomic_fetch_sub_explicit(&tg_instance.connections, 1, memory_order_relaxed);
-    w->stats.active_connections--;
+    if (!c->internal) {
+        atomic_fetch_sub_explicit(&tg_instance.connections, 1, memory_order_relaxed);
+        w->stats.active_connections--;
+    }
     c->dead = true;
     c->next_free = w->dead_conns;
     w->dead_conns = c;
@@ -172,6 +174,46 @@ static void tg__conn_on_event(struct tg_loop *loop, struct tg_watch *watch, unsi
         tg__conn_free(c);
 }
 
+static struct tg_conn *tg__conn_get(struct tg_worker *w)
+{
+    struct tg_conn *c = w->free_conns;
+
+    if (c != NULL)
+        w->free_conns = c->next_free;
+    else
+        c = tg_malloc(sizeof(*c));
+    memset(c, 0, sizeof(*c));
+    c->worker = w;
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    return c;
+}
+
+static bool tg__conn_try_head(struct tg_conn *c);
+
+void tg_conn_internal(struct tg_worker *w, const char *head, size_t len)
+{
+    struct tg_conn *c = tg__conn_get(w);
+
+    c->internal = true;
+    c->close_after = true;
+    c->sock.watch.fd = -1;
+    c->sock.writable = true;
+    c->phase = TG_CONN_HEAD;
+    c->in = tg_buf_get(&w->bufs);
+    if (len > tg_buf_room(c->in))
+        c->in = tg_buf_grow(c->in, len);
+    memcpy(c->in->base + c->in->end, head, len);
+    c->in->end += len;
+    c->txn = tg_txn_new(c);
+    c->in_callback = true;
+    tg__conn_try_head(c);
+    c->in_callback = false;
+    tg_conn_reap(c);
+}
+
 /* Answers at once when the instance is full, without reading the request (DESIGN §4). */
 static void tg__conn_reject_full(struct tg_worker *w, int fd)
 {
@@ -205,13 +247,7 @@ void tg_conn_accepted(struct tg_worker *w, struct tg_listener *l, int fd,
         tg__conn_reject_full(w, fd);
         return;
     }
-    c = w->free_conns;
-    if (c != NULL)
-        w->free_conns = c->next_free;
-    else
-        c = tg_malloc(sizeof(*c));
-    memset(c, 0, sizeof(*c));
-    c->worker = w;
+    c = tg__conn_get(w);
     c->tls = l->tls;
     c->sock.watch.fd = fd;
     c->sock.watch.cb = tg__conn_on_event;
@@ -227,10 +263,6 @@ void tg_conn_accepted(struct tg_worker *w, struct tg_listener *l, int fd,
         c->peer.sin6_addr.s6_addr[11] = 0xff;
         memcpy(&c->peer.sin6_addr.s6_addr[12], &in4->sin_addr, 4);
     }
-    c->next = w->conns;
-    if (w->conns != NULL)
-        w->conns->prev = c;
-    w->conns = c;
     w->stats.active_connections++;
     if (l->tls) {
         c->sock.ssl = tg_tls_accept_new(rt->listen_tls[l->index], fd);

@@ -12,7 +12,7 @@ import time
 
 from tglib.client import Client, get
 from tglib.net import wait_until
-from tglib.upstream import response
+from tglib.upstream import chunked_response, response
 
 
 def report(title, **numbers):
@@ -228,3 +228,28 @@ def test_conditional_miss_fetches_the_whole_response(proxy, upstreams):
     assert r.status == 200 and r.body == b"hello", "a miss answers with the whole response"
     assert up.last.header("if-none-match") is None, "the node is asked for the whole response"
     assert get(tg.addr, "/cm", headers=[("If-None-Match", '"e"')]).status == 304
+
+
+def test_chunked_responses_are_stored_decoded(proxy, upstreams):
+    state = {"n": 0}
+
+    def handler(req, conn):
+        state["n"] += 1
+        size = 3000 if req.target == "/big" else 10
+        return chunked_response([b"a" * size, b"b" * size, b"c" * size],
+                                headers=[("Cache-Control", "max-age=60")])
+    tg = proxy(upstreams(handler), routes=[{"name": "site", "match": {"path": "/"},
+                                           "service": "backend", "cache": {}}],
+               cache={"max_object": "8kb"})
+    first = get(tg.addr, "/c")
+    second = get(tg.addr, "/c")
+    big = [get(tg.addr, "/big") for _ in range(2)]
+    report("chunked", first=first.header("x-cache"), second=second.header("x-cache"),
+           length=second.header("content-length"), big=[r.header("x-cache") for r in big],
+           upstream=state["n"])
+    assert first.body == second.body == b"a" * 10 + b"b" * 10 + b"c" * 10
+    assert second.header("x-cache") == "HIT" and second.header("content-length") == "30"
+    assert second.header("transfer-encoding") is None
+    assert [r.header("x-cache") for r in big] == ["MISS", "MISS"], "9000 bytes > max_object 8kb"
+    assert all(len(r.body) == 9000 for r in big)
+    assert state["n"] == 3
