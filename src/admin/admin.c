@@ -166,13 +166,14 @@ static void tg__admin_iso8601(struct tg_sbuf *out, int64_t ms)
     tg_sbuf_printf(out, "\"%.*s.%03dZ\"", TG_JSON_TIME_LEN, buf, (int)(ms % 1000));
 }
 
-/* The health part of a node in /status: last error, active probe, head block. Runs on the
- * control thread, which owns the probe state. */
+/* The health part of a node in /status: last error, active probe, head block and, when the node
+ * told it, its finalized block. Runs on the control thread, which owns the probe state. */
 static void tg__admin_node_health(struct tg_sbuf *out, const struct tg_service *svc,
                                   struct tg_node *n)
 {
     const struct tg_probe_state *p = &n->health.probe;
     char err[sizeof(n->health.last_error)];
+    uint64_t finalized;
     int64_t err_at;
 
     pthread_mutex_lock(&n->health.lock);
@@ -199,10 +200,14 @@ static void tg__admin_node_health(struct tg_sbuf *out, const struct tg_service *
             tg_sbuf_printf(out, "null");
         tg_sbuf_printf(out, "}");
     }
-    if (svc->conf->health.probe == TG_PROBE_JSONRPC)
-        tg_sbuf_printf(
-            out, ",\"head_block\":%llu",
-            (unsigned long long)atomic_load_explicit(&n->health.head_block, memory_order_relaxed));
+    if (svc->conf->health.probe != TG_PROBE_JSONRPC)
+        return;
+    tg_sbuf_printf(
+        out, ",\"head_block\":%llu",
+        (unsigned long long)atomic_load_explicit(&n->health.head_block, memory_order_relaxed));
+    finalized = atomic_load_explicit(&n->health.finalized_block, memory_order_relaxed);
+    if (finalized != 0)
+        tg_sbuf_printf(out, ",\"finalized_block\":%llu", (unsigned long long)finalized);
 }
 
 int tg_admin_status(struct tg_sbuf *out, const char *version)

@@ -5,8 +5,10 @@
  * A call's key is the service, the method and its params made canonical: whitespace outside
  * strings dropped, hex strings ("0x...") lowercased (checksummed and lowercase addresses are the
  * same account), and the block tag it reads resolved to a number ("latest" to the service's head,
- * "safe" and "finalized" to its finalized block, "earliest" to 0). What a call at a block number
- * answers never changes once that block is final, so:
+ * "safe" and "finalized" to its finalized block, "earliest" to 0). The caller says what the head
+ * and the finalized block are (proxy/rpc_cache.c: the finalized block the nodes' probes report,
+ * else the head minus jsonrpc.finality_depth). What a call at a block number answers never
+ * changes once that block is final, so:
  *
  *   forever        answers that cannot change: the chain id, lookups by block hash
  *   block          reads at a block (a param, or a default of "latest"): kept only when the block

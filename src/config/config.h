@@ -74,6 +74,7 @@ struct tg_health_conf {
     const char *rpc_method;        /* active.jsonrpc.method, eth_blockNumber */
     uint32_t max_block_lag;        /* active.jsonrpc.max_block_lag, 5; 0 = no lag check */
     bool syncing;                  /* active.jsonrpc.syncing: also probe eth_syncing */
+    bool finalized;                /* active.jsonrpc.finalized, true: ask the finalized block */
     tg_msec_t stall_after;         /* active.jsonrpc.stall_after, 60s */
     bool passive;                  /* passive.enabled, true */
     uint32_t consecutive_failures; /* passive.consecutive_failures, 5 */

@@ -122,6 +122,7 @@ static const struct tg_conf_key jsonrpc_probe_keys[] = {
      .def = "5",
      .max = 1000000},
     {.name = "syncing", .type = TG_CT_BOOL, .offset = HC(syncing), .def = "false"},
+    {.name = "finalized", .type = TG_CT_BOOL, .offset = HC(finalized), .def = "true"},
     {.name = "stall_after",
      .type = TG_CT_DURATION,
      .offset = HC(stall_after),

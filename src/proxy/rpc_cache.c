@@ -11,19 +11,31 @@
 #include "core/core.h"
 #include "proxy/jsonrpc_txn.h"
 
-/* The service's best head and its finalized block (head - jsonrpc.finality_depth). */
+/*
+ * The service's best head and its finalized block. The finalized block is the highest block a
+ * node's health probes got for the "finalized" tag, never above the head: the node knows when
+ * its chain finalizes, and a finalized block never goes back, so a node that went down since
+ * still tells the truth. Without active probes, or when no node knows the tag (older nodes, dev
+ * chains), it is the head minus jsonrpc.finality_depth.
+ */
 static struct tg_rpc_chain tg__chain(const struct tg_service *svc)
 {
     struct tg_rpc_chain ch = {atomic_load_explicit(&svc->rpc_head, memory_order_relaxed), 0};
     uint32_t depth = svc->conf->rpc.finality_depth;
+    uint64_t told = 0;
 
     for (size_t i = 0; i < svc->num_nodes; i++) {
-        uint64_t h =
-            atomic_load_explicit(&svc->members[i].node->health.head_block, memory_order_relaxed);
+        const struct tg_node_health *h = &svc->members[i].node->health;
+        uint64_t head = atomic_load_explicit(&h->head_block, memory_order_relaxed);
+        uint64_t finalized = atomic_load_explicit(&h->finalized_block, memory_order_relaxed);
 
-        ch.head = TG_MAX(ch.head, h);
+        ch.head = TG_MAX(ch.head, head);
+        told = TG_MAX(told, finalized);
     }
-    ch.finalized = ch.head > depth ? ch.head - depth : 0;
+    if (told != 0)
+        ch.finalized = TG_MIN(told, ch.head);
+    else
+        ch.finalized = ch.head > depth ? ch.head - depth : 0;
     return ch;
 }
 

@@ -33,6 +33,9 @@
 #define TG_PROBE_STAGGER   25    /* ms between the probe starts of one round, at most */
 #define TG_PROBE_HEAD_MAX  16384 /* bytes of a response head */
 #define TG_PROBE_BODY_MAX  65536 /* bytes of a JSON-RPC answer */
+/* bytes of a JSON-RPC answer that carries the finalized block: with its transaction hashes, a
+ * busy chain's block is several hundred KiB, and a large block must not fail the probe */
+#define TG_PROBE_BLOCK_MAX (4 << 20)
 #define TG_PROBE_HEADERS   64
 #define TG_JSON_DEPTH      32
 
@@ -46,11 +49,13 @@ enum tg_probe_phase {
 };
 
 struct tg_probe_result {
-    bool ok;       /* transport and answer fine (HTTP: the status is judged later) */
-    int status;    /* HTTP status, 0 when none came */
-    uint64_t head; /* JSON-RPC head block */
-    bool syncing;  /* JSON-RPC: eth_syncing answered something other than false */
-    char why[112]; /* on failure: "probe: ..." */
+    bool ok;            /* transport and answer fine (HTTP: the status is judged later) */
+    int status;         /* HTTP status, 0 when none came */
+    uint64_t head;      /* JSON-RPC head block */
+    bool syncing;       /* JSON-RPC: eth_syncing answered something other than false */
+    bool refused;       /* JSON-RPC: the node refused the batch only the finalized call made one */
+    uint64_t finalized; /* JSON-RPC: the number of the node's "finalized" block, 0 = unknown */
+    char why[112];      /* on failure: "probe: ..." */
 };
 
 struct tg_probe {
@@ -61,7 +66,9 @@ struct tg_probe {
     uint8_t kind;         /* enum tg_probe_kind */
     uint8_t phase;        /* enum tg_probe_phase */
     bool head_request;
-    bool batch; /* JSON-RPC: eth_syncing rides along in a batch */
+    bool batch;     /* JSON-RPC: other calls ride along with the head query in a batch */
+    bool syncing;   /* JSON-RPC: eth_syncing is in the batch (id 2) */
+    bool finalized; /* JSON-RPC: eth_getBlockByNumber("finalized") is in the batch (id 3) */
     tg_msec_t timeout;
     struct tg_sbuf req;
     size_t sent;
@@ -86,7 +93,7 @@ static void tg__probe_on_event(struct tg_loop *loop, struct tg_watch *w, unsigne
 static void tg__probe_on_timeout(struct tg_loop *loop, struct tg_timer *t);
 static void tg__probe_apply(struct tg_node *n, uint8_t kind, const struct tg_probe_result *r);
 
-/* ---- JSON: just enough to read a JSON-RPC answer (or a batch of two) -------------------- */
+/* ---- JSON: just enough to read a JSON-RPC answer (or a batch of up to three) ------------- */
 
 struct tg__rpc_reply {
     struct tg_str id, result, error; /* raw JSON text of each member, empty when absent */
@@ -165,11 +172,14 @@ static const char *tg__json_value(const char *p, const char *end, int depth)
     return p > s ? p : NULL;
 }
 
-/* Reads the reply object that starts at p, keeping id, result and error. Returns the position
- * after it, or NULL. */
-static const char *tg__rpc_reply(const char *p, const char *end, struct tg__rpc_reply *r)
+/* Reads the object that starts at p, keeping in vals[i] the raw JSON text of the member named
+ * names[i] (empty when absent; the last one when a name repeats). Returns the position after
+ * the object, or NULL when it is malformed. */
+static const char *tg__json_object(const char *p, const char *end, const char *const *names,
+                                   struct tg_str *vals, size_t n)
 {
-    memset(r, 0, sizeof(*r));
+    for (size_t i = 0; i < n; i++)
+        vals[i] = tg_str_make(NULL, 0);
     if (p == end || *p != '{')
         return NULL;
     p = tg__json_ws(p + 1, end);
@@ -182,12 +192,10 @@ static const char *tg__rpc_reply(const char *p, const char *end, struct tg__rpc_
         if (p == end || *p != '"' || (p = tg__json_string(p, end)) == NULL)
             return NULL;
         key = tg_str_make(k + 1, (size_t)(p - k - 2));
-        if (tg_str_eq(key, TG_STR_LIT("id")))
-            slot = &r->id;
-        else if (tg_str_eq(key, TG_STR_LIT("result")))
-            slot = &r->result;
-        else if (tg_str_eq(key, TG_STR_LIT("error")))
-            slot = &r->error;
+        for (size_t i = 0; i < n && slot == NULL; i++) {
+            if (key.len == strlen(names[i]) && memcmp(key.base, names[i], key.len) == 0)
+                slot = &vals[i];
+        }
         p = tg__json_ws(p, end);
         if (p == end || *p != ':')
             return NULL;
@@ -203,6 +211,20 @@ static const char *tg__rpc_reply(const char *p, const char *end, struct tg__rpc_
             return p;
         p = tg__json_ws(p, end);
     }
+}
+
+/* Reads the reply object that starts at p, keeping id, result and error. Returns the position
+ * after it, or NULL. */
+static const char *tg__rpc_reply(const char *p, const char *end, struct tg__rpc_reply *r)
+{
+    static const char *const names[] = {"id", "result", "error"};
+    struct tg_str vals[3];
+
+    p = tg__json_object(p, end, names, vals, 3);
+    r->id = vals[0];
+    r->result = vals[1];
+    r->error = vals[2];
+    return p;
 }
 
 /* A block number: a hex quantity "0x1b4" (Ethereum) or a plain integer (getSlot and the
@@ -242,50 +264,80 @@ static bool tg__rpc_is_error(const struct tg__rpc_reply *r)
     return r->error.len != 0 && !tg_str_eq(r->error, TG_STR_LIT("null"));
 }
 
-/* Judges a JSON-RPC answer: one reply, or a batch of the head query (id 1) and eth_syncing
- * (id 2) in any order. Fills r->head, r->syncing, or r->why. */
+/* The number of the block a "finalized" query answered; 0 when the reply is an error, null or
+ * not a block: older nodes and dev chains do not know the tag, which must not fail the probe. */
+static uint64_t tg__rpc_finalized(const struct tg__rpc_reply *r)
+{
+    static const char *const names[] = {"number"};
+    const char *v = r->result.base;
+    struct tg_str number;
+    uint64_t n = 0;
+
+    if (tg__rpc_is_error(r) || r->result.len == 0 || v[0] != '{' ||
+        tg__json_object(v, v + r->result.len, names, &number, 1) == NULL ||
+        !tg__rpc_quantity(number, &n))
+        return 0;
+    return n;
+}
+
+/* Reads a batch answer into got[], by id: 1 the head query, 2 eth_syncing, 3 the finalized
+ * block, in any order (the first reply of an id counts). */
+static void tg__rpc_batch(const char *s, const char *end, struct tg__rpc_reply got[3], bool have[3])
+{
+    struct tg__rpc_reply one;
+
+    s = tg__json_ws(s + 1, end);
+    while (s != NULL && s < end && *s == '{') {
+        s = tg__rpc_reply(s, end, &one);
+        if (s != NULL && one.id.len == 1 && one.id.base[0] >= '1' && one.id.base[0] <= '3' &&
+            !have[one.id.base[0] - '1']) {
+            got[one.id.base[0] - '1'] = one;
+            have[one.id.base[0] - '1'] = true;
+        }
+        s = s != NULL ? tg__json_ws(s, end) : NULL;
+        if (s != NULL && s < end && *s == ',')
+            s = tg__json_ws(s + 1, end);
+    }
+}
+
+/* Judges a JSON-RPC answer: one reply, or a batch (see tg__rpc_batch). Fills r->head,
+ * r->syncing and r->finalized, or r->why. The finalized block is extra: its reply may be
+ * missing or an error. A node that answers anything but a batch to the batch that only the
+ * finalized call made one does not take batches: r->refused asks to probe it without. */
 static bool tg__rpc_answer(struct tg_probe *p, const char *body, size_t len)
 {
     const char *s = tg__json_ws(body, body + len), *end = body + len;
-    struct tg__rpc_reply head = {0}, sync = {0}, one;
-    bool have_head = false, have_sync = false;
+    struct tg__rpc_reply got[3] = {0}, *head = &got[0], *sync = &got[1];
+    bool have[3] = {false};
 
     if (s < end && *s == '[') {
-        s = tg__json_ws(s + 1, end);
-        while (s != NULL && s < end && *s == '{') {
-            s = tg__rpc_reply(s, end, &one);
-            if (s != NULL && tg_str_eq(one.id, TG_STR_LIT("1")) && !have_head) {
-                head = one;
-                have_head = true;
-            } else if (s != NULL && tg_str_eq(one.id, TG_STR_LIT("2")) && !have_sync) {
-                sync = one;
-                have_sync = true;
-            }
-            s = s != NULL ? tg__json_ws(s, end) : NULL;
-            if (s != NULL && s < end && *s == ',')
-                s = tg__json_ws(s + 1, end);
-        }
-    } else if (s < end && *s == '{' && tg__rpc_reply(s, end, &head) != NULL) {
-        have_head = true;
+        tg__rpc_batch(s, end, got, have);
+    } else if (p->batch && !p->syncing) {
+        p->r.refused = true;
+        snprintf(p->r.why, sizeof(p->r.why), "probe: the answer to the batch is not a batch");
+        return false;
+    } else if (s < end && *s == '{' && tg__rpc_reply(s, end, head) != NULL) {
+        have[0] = true;
     }
-    if (!have_head || (p->batch && !have_sync && !tg__rpc_is_error(&head))) {
+    if (!have[0] || (p->syncing && !have[1] && !tg__rpc_is_error(head))) {
         snprintf(p->r.why, sizeof(p->r.why), "probe: %s",
-                 p->batch && !tg__rpc_is_error(&head) ? "no answer to the batch"
-                                                      : "not a JSON-RPC answer");
+                 p->batch && !tg__rpc_is_error(head) ? "no answer to the batch"
+                                                     : "not a JSON-RPC answer");
         return false;
     }
-    if (tg__rpc_is_error(&head) || tg__rpc_is_error(&sync)) {
+    if (tg__rpc_is_error(head) || tg__rpc_is_error(sync)) {
         snprintf(p->r.why, sizeof(p->r.why), "probe: the node answered an error: %.*s",
-                 (int)TG_MIN(head.error.len ? head.error.len : sync.error.len, 60),
-                 head.error.len ? head.error.base : sync.error.base);
+                 (int)TG_MIN(head->error.len ? head->error.len : sync->error.len, 60),
+                 head->error.len ? head->error.base : sync->error.base);
         return false;
     }
-    if (!tg__rpc_quantity(head.result, &p->r.head)) {
+    if (!tg__rpc_quantity(head->result, &p->r.head)) {
         snprintf(p->r.why, sizeof(p->r.why), "probe: result is not a block number: %.*s",
-                 (int)TG_MIN(head.result.len, 40), head.result.base);
+                 (int)TG_MIN(head->result.len, 40), head->result.base);
         return false;
     }
-    p->r.syncing = p->batch && !tg_str_eq(sync.result, TG_STR_LIT("false"));
+    p->r.syncing = p->syncing && !tg_str_eq(sync->result, TG_STR_LIT("false"));
+    p->r.finalized = p->finalized && have[2] ? tg__rpc_finalized(&got[2]) : 0;
     return true;
 }
 
@@ -307,13 +359,20 @@ static void tg__probe_request(struct tg_probe *p, const struct tg_service_conf *
     {
         struct tg_sbuf body = {0};
 
-        p->batch = hc->syncing;
+        p->syncing = hc->syncing;
+        p->finalized = hc->finalized && !p->node->health.probe.no_batch;
+        p->batch = p->syncing || p->finalized;
         tg_sbuf_printf(&body, "%s{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":", p->batch ? "[" : "");
         tg_sbuf_json(&body, hc->rpc_method, strlen(hc->rpc_method));
-        tg_sbuf_printf(&body, ",\"params\":[]}%s",
-                       p->batch ? ",{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"eth_syncing\","
-                                  "\"params\":[]}]"
-                                : "");
+        tg_sbuf_printf(&body, ",\"params\":[]}");
+        if (p->syncing)
+            tg_sbuf_printf(&body, ",{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"eth_syncing\","
+                                  "\"params\":[]}");
+        if (p->finalized)
+            tg_sbuf_printf(&body, ",{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":"
+                                  "\"eth_getBlockByNumber\",\"params\":[\"finalized\",false]}");
+        if (p->batch)
+            tg_sbuf_printf(&body, "]");
         tg_sbuf_printf(&p->req,
                        "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tollgate-health\r\n"
                        "Content-Type: application/json\r\nAccept: application/json\r\n"
@@ -430,6 +489,12 @@ static void tg__probe_end(struct tg_probe *p)
     free(p);
 }
 
+/* The most body bytes this probe's answer may have. */
+static size_t tg__probe_body_max(const struct tg_probe *p)
+{
+    return p->finalized ? TG_PROBE_BLOCK_MAX : TG_PROBE_BODY_MAX;
+}
+
 /* The head of the response is in. Returns TG_OK when the probe is decided, TG_AGAIN when the
  * body is needed. */
 static int tg__probe_head(struct tg_probe *p, const struct tg_h1_response *res)
@@ -440,11 +505,14 @@ static int tg__probe_head(struct tg_probe *p, const struct tg_h1_response *res)
         return TG_OK;
     }
     if (res->status != 200) {
+        /* 400 is how some nodes turn batches away; the batch may be there for the finalized
+         * call only, which must not fail the probe (see tg__rpc_answer) */
+        p->r.refused = res->status == 400 && p->batch && !p->syncing;
         snprintf(p->r.why, sizeof(p->r.why), "probe: status %d", res->status);
         return TG_OK;
     }
     if (res->body_kind == TG_BODY_NONE ||
-        (res->body_kind == TG_BODY_LENGTH && res->content_length > TG_PROBE_BODY_MAX)) {
+        (res->body_kind == TG_BODY_LENGTH && res->content_length > tg__probe_body_max(p))) {
         tg__probe_fail(p, "probe: %s",
                        res->body_kind == TG_BODY_NONE ? "empty answer" : "answer too large");
         return TG_OK;
@@ -525,13 +593,15 @@ static int tg__probe_read(struct tg_probe *p)
         int rc;
 
         if (p->in_len == p->in_cap) {
-            if (p->in_cap >= TG_PROBE_HEAD_MAX + TG_PROBE_BODY_MAX) {
+            size_t max = TG_PROBE_HEAD_MAX + tg__probe_body_max(p);
+
+            if (p->in_cap >= max) {
                 tg__probe_fail(p, "probe: answer too large");
                 return TG_OK;
             }
             p->in_cap = p->in_cap ? p->in_cap * 2 : 4096;
-            if (p->in_cap > TG_PROBE_HEAD_MAX + TG_PROBE_BODY_MAX)
-                p->in_cap = TG_PROBE_HEAD_MAX + TG_PROBE_BODY_MAX;
+            if (p->in_cap > max)
+                p->in_cap = max;
             p->in = tg_realloc(p->in, p->in_cap);
         }
         n = tg_sock_read(&p->sock, p->in + p->in_len, p->in_cap - p->in_len);
@@ -765,6 +835,7 @@ static void tg__probe_record_head(struct tg_node *n, const struct tg_probe_resul
         st->head_changed_at = now;
     }
     st->syncing = r->syncing;
+    atomic_store_explicit(&n->health.finalized_block, r->finalized, memory_order_relaxed);
 }
 
 /* Counts a probe outcome into the node's runs and moves it down or up. */
@@ -821,6 +892,17 @@ static void tg__probe_apply(struct tg_node *n, uint8_t kind, const struct tg_pro
     /* Gone from the configuration, or its probe changed while this one ran. */
     if (svc == NULL || svc->conf->health.probe != kind)
         return;
+    if (r->refused && !st->no_batch) {
+        /* The node does not take the batch that asked for its finalized block: it is probed
+         * again at once, and from now on, without that call, and this probe does not count. */
+        st->no_batch = true;
+        tg_log(TG_LOG_INFO,
+               "service %s: node %s refused the probe's batch (%s): its probes no longer ask "
+               "for its finalized block",
+               svc->conf->name, n->conf->url, tg__reason(r->why));
+        tg__probe_new(n, svc->conf, 0);
+        return;
+    }
     snprintf(why, sizeof(why), "%s", r->why[0] != '\0' ? r->why : "probe: failed");
     if (ok && kind == TG_PROBE_HTTP && !tg_status_in(&svc->conf->health.expect, r->status)) {
         ok = false;

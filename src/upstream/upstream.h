@@ -54,6 +54,8 @@ struct tg_probe_state {
     uint64_t probes_ok, probes_failed; /* completed probes, for the metrics */
     uint64_t next_at; /* monotonic ms of the node's next probe, 0 = not scheduled */
     bool syncing;     /* JSON-RPC: the last eth_syncing answer was not false */
+    bool no_batch;    /* JSON-RPC: it refused the batch that asked for its finalized block, so
+                       * its probes leave that call out (probe.c) */
 };
 
 /* Node health, shared by the workers and the control thread. */
@@ -66,8 +68,9 @@ struct tg_node_health {
                                * (claiming the trial moves it forward, see balance.c) */
     atomic_llong usable_at;   /* monotonic ms: when it last became usable (slow start) */
     atomic_ullong head_block; /* JSON-RPC head block, 0 = unknown */
-    atomic_int connections;   /* open connections, all workers, for max_connections */
-    pthread_mutex_t lock;     /* guards last_error */
+    atomic_ullong finalized_block; /* JSON-RPC: the node's "finalized" block, 0 = unknown */
+    atomic_int connections;        /* open connections, all workers, for max_connections */
+    pthread_mutex_t lock;          /* guards last_error */
     char last_error[120];
     int64_t last_error_at; /* wall clock ms */
     struct tg_probe_state probe;

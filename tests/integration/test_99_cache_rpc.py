@@ -5,6 +5,7 @@ not. Scripted nodes (tglib.rpc_node), and anvil for the chain-backed case.
 Each test prints its measurements with -s (a `[title] k=v, ...` line).
 """
 
+import json
 import time
 
 from test_97_jsonrpc import call, gate, nodes, post, report, rpc_service  # noqa: F401
@@ -65,6 +66,59 @@ def test_what_json_rpc_caching_leaves_out(tollgate, nodes):
     report("rpc cache leaves out", uncached_requests=uncached, gas_price_sent=n.count("eth_gasPrice"))
     assert uncached == 8, "none of these may be answered from the cache"
     assert gas_hit == 1 and n.count("eth_gasPrice") == 2, "eth_gasPrice is kept realtime_ttl"
+
+
+def test_finalized_block_comes_from_the_nodes(tollgate, nodes):
+    """The health probe asks each node for its "finalized" block in the batch of its head query;
+    reads at or below the highest one are kept, even above head - finality_depth, and reads
+    above it are not. A node that answers an error for the tag leaves it unknown (its probes
+    still pass): the finalized block is head - finality_depth again."""
+    from tglib.net import wait_until
+
+    (n,) = nodes()
+    n.on("eth_blockNumber", result="0x100")
+    n.on("eth_getBlockByNumber", result=lambda params: {
+        "number": "0xf0" if params[0] == "finalized" else params[0], "hash": "0xab"})
+    n.on("eth_getBalance", result="0x5")
+    health = {"active": {"interval": "200ms", "timeout": "150ms",
+                         "jsonrpc": {"max_block_lag": 0}}}
+    tg = cached_gate(tollgate, rpc_service(n, jsonrpc={"finality_depth": 64},  # head-64: 0xc0
+                                           health=health))
+
+    def node_status():
+        return tg.admin("/status").json()["services"][0]["nodes"][0]
+
+    def sent(method, block):
+        return sum(1 for c in list(n.calls) if c.method == method and block in (c.params or []))
+
+    wait_until(lambda: node_status().get("finalized_block") == 0xf0, 5, interval=0.05,
+               what="the probes to learn the node's finalized block")
+    probe = next(c for c in list(n.calls) if c.params == ["finalized", False])
+    batch = [(c["id"], c["method"], c["params"]) for c in json.loads(probe.raw)]
+    for block in ("0xe0", "0xf5"):
+        for _ in range(2):
+            post(tg, call("eth_getBlockByNumber", [block, False]))
+    told = node_status()
+
+    n.on("eth_getBlockByNumber", error={"code": -32000, "message": "finalized block not found"})
+    wait_until(lambda: "finalized_block" not in node_status(), 5, interval=0.05,
+               what="the finalized block to be unknown")
+    for block in ("0xd0", "0xb0"):
+        for _ in range(2):
+            post(tg, call("eth_getBalance", ["0xabc", block]))
+    unknown = node_status()
+    report("rpc finalized from the node", batch=batch, status_finalized=told["finalized_block"],
+           sent_0xe0=sent("eth_getBlockByNumber", "0xe0"),
+           sent_0xf5=sent("eth_getBlockByNumber", "0xf5"),
+           fallback_sent_0xd0=sent("eth_getBalance", "0xd0"),
+           fallback_sent_0xb0=sent("eth_getBalance", "0xb0"), state=unknown["state"])
+    assert batch == [(1, "eth_blockNumber", []), (3, "eth_getBlockByNumber", ["finalized", False])]
+    assert told["head_block"] == 0x100 and told["finalized_block"] == 0xf0, told
+    assert sent("eth_getBlockByNumber", "0xe0") == 1, "0xe0 is final for the node: kept"
+    assert sent("eth_getBlockByNumber", "0xf5") == 2, "0xf5 is above the node's finalized block"
+    assert sent("eth_getBalance", "0xd0") == 2, "without the tag, 0xd0 is above head - 64"
+    assert sent("eth_getBalance", "0xb0") == 1, "without the tag, 0xb0 is below head - 64"
+    assert unknown["state"] == "healthy" and unknown["probe"]["ok"] is True, unknown
 
 
 def test_final_reads_cached_on_anvil_while_the_head_moves(tollgate, tmp_path):
