@@ -63,28 +63,10 @@ const struct tg_rpc_cache_rule *tg_rpc_cache_rule(const char *method, size_t len
     return NULL;
 }
 
-/* A block quantity "0x1b4" (the quotes excluded); false when it is not one. */
-static bool tg__quantity(const char *p, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    if (n < 3 || p[0] != '0' || (p[1] | 0x20) != 'x' || n > 18)
-        return false;
-    for (size_t i = 2; i < n; i++) {
-        int d = tg_hex_digit((unsigned char)p[i]);
-
-        if (d < 0)
-            return false;
-        v = v << 4 | (uint64_t)d;
-    }
-    *out = v;
-    return true;
-}
-
 /* The block a tag or quantity names; false for "pending", unknown tags, or a head not known. */
 static bool tg__block(const char *p, size_t n, const struct tg_rpc_chain *ch, uint64_t *out)
 {
-    if (tg__quantity(p, n, out))
+    if (tg_hex_quantity(p, n, out))
         return true;
     if (n == 8 && memcmp(p, "earliest", 8) == 0) {
         *out = 0;
@@ -265,7 +247,7 @@ static bool tg__block_number(const char *p, size_t n, uint64_t *out)
 
             while (e < n && p[e] != '"')
                 e++;
-            return tg__quantity(p + j + 1, e - j - 1, out);
+            return tg_hex_quantity(p + j + 1, e - j - 1, out);
         }
         return false;
     }

@@ -6,6 +6,7 @@
 #ifndef TG_HEX_H
 #define TG_HEX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,6 +18,25 @@ static inline int tg_hex_digit(unsigned char c)
         return c - '0';
     c |= 0x20;
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A JSON-RPC quantity without its quotes, "0x1b4": 1 to 16 hex digits after "0x" (either
+ * case). Returns false when p[0..n) is not one. */
+static inline bool tg_hex_quantity(const char *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (n < 3 || n > 18 || p[0] != '0' || (p[1] | 0x20) != 'x')
+        return false;
+    for (size_t i = 2; i < n; i++) {
+        int d = tg_hex_digit((unsigned char)p[i]);
+
+        if (d < 0)
+            return false;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return true;
 }
 
 /* Writes the 2n lowercase hex digits of the n bytes at p to out (not NUL-terminated). */

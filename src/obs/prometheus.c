@@ -406,6 +406,15 @@ static void tg__process(struct tg_sbuf *out)
                (double)tg_instance.started_at / 1000.0);
 }
 
+/* A counter family with a direction label: in (from clients) and out (to clients). */
+static void tg__directions(struct tg_sbuf *out, const char *name, const char *help, uint64_t in,
+                           uint64_t to)
+{
+    tg__family(out, name, "counter", help);
+    tg_sbuf_printf(out, "%s{direction=\"in\"} %llu\n%s{direction=\"out\"} %llu\n", name,
+                   (unsigned long long)in, name, (unsigned long long)to);
+}
+
 /* The series of the policy table, one family per kind: (what the 24-bit id in the middle of the
  * key names, what the low 24 bits name). Auth reasons and cache results are fixed lists, not
  * interned labels. */
@@ -566,20 +575,12 @@ void tg_prometheus_render(struct tg_sbuf *out)
     tg__scalar(out, "tollgate_websocket_connections", "gauge",
                "WebSocket tunnels open now (the node answered 101).",
                (double)(TG_SUM(ws_opened) - TG_SUM(ws_closed)));
-    tg__family(out, "tollgate_websocket_bytes_total", "counter",
-               "Bytes through WebSocket tunnels that closed, from (in) and to (out) clients.");
-    tg_sbuf_printf(out,
-                   "tollgate_websocket_bytes_total{direction=\"in\"} %llu\n"
-                   "tollgate_websocket_bytes_total{direction=\"out\"} %llu\n",
-                   (unsigned long long)TG_SUM(ws_bytes_in),
-                   (unsigned long long)TG_SUM(ws_bytes_out));
-    tg__family(out, "tollgate_websocket_messages_total", "counter",
-               "JSON-RPC WebSocket messages from (in) and to (out) clients.");
-    tg_sbuf_printf(out,
-                   "tollgate_websocket_messages_total{direction=\"in\"} %llu\n"
-                   "tollgate_websocket_messages_total{direction=\"out\"} %llu\n",
-                   (unsigned long long)TG_SUM(ws_messages_in),
-                   (unsigned long long)TG_SUM(ws_messages_out));
+    tg__directions(out, "tollgate_websocket_bytes_total",
+                   "Bytes through WebSocket tunnels that closed, from (in) and to (out) clients.",
+                   TG_SUM(ws_bytes_in), TG_SUM(ws_bytes_out));
+    tg__directions(out, "tollgate_websocket_messages_total",
+                   "JSON-RPC WebSocket messages from (in) and to (out) clients.",
+                   TG_SUM(ws_messages_in), TG_SUM(ws_messages_out));
     tg__scalar(out, "tollgate_upstream_connect_errors_total", "counter",
                "Failed or timed-out connects to nodes, and resets before a response.",
                (double)TG_SUM(upstream_connect_errors));

@@ -34,6 +34,7 @@
 #include "core/sbuf.h"
 #include "core/str.h"
 #include "proxy/proxy.h"
+#include "router/router.h"
 
 /* How a request was served, for tollgate_cache_requests_total{result} (label order). */
 const char *const tg_cache_results[] = {"hit", "miss", "stale", "coalesced", "bypass"};
@@ -63,7 +64,7 @@ static struct tg_cache_store *tg__store(void)
     return tg_instance.cache;
 }
 
-static void tg__count(struct tg_txn *t, unsigned result)
+void tg_cache_count(struct tg_txn *t, unsigned result)
 {
     struct tg_runtime *rt = t->rt;
 
@@ -139,7 +140,7 @@ static void tg__send(struct tg_txn *t, struct tg_cache_entry *e, unsigned result
     bool not_modified = tg_cache_not_modified(&t->req, e->etag, e->last_modified);
 
     t->cache->sent = e;
-    tg__count(t, result);
+    tg_cache_count(t, result);
     if (!t->req.keep_alive || c->worker->draining)
         c->close_after = true;
     t->res_out.off = t->res_out.cnt = 0;
@@ -244,16 +245,6 @@ static void tg__park(struct tg_txn *t)
     tg_timer_arm(w->loop, &t->retry_timer, t->route->cache->coalesce_timeout, tg__on_wait_timeout);
 }
 
-/* The request's host without its port: routes match it so, and so does the key. */
-static struct tg_str tg__host(struct tg_str h)
-{
-    const char *colon = h.len > 0 ? memrchr(h.base, ':', h.len) : NULL;
-
-    if (colon != NULL && memchr(colon, ']', h.len - (size_t)(colon - h.base)) == NULL)
-        h.len = (size_t)(colon - h.base);
-    return h;
-}
-
 bool tg_cache_begin(struct tg_txn *t)
 {
     const struct tg_cache_route_conf *rc = t->route->cache;
@@ -264,19 +255,19 @@ bool tg_cache_begin(struct tg_txn *t)
     ssize_t n;
 
     if (mode == TG_CACHE_BYPASS || tg__store() == NULL) {
-        tg__count(t, TG_CACHED_BYPASS);
+        tg_cache_count(t, TG_CACHED_BYPASS);
         return false;
     }
     c = tg__get(t);
     c->mode = (uint8_t)mode;
     tg_sbuf_reserve(&c->key, t->req.host.len + t->path_len + 32);
-    n = tg_cache_key(c->key.base, c->key.cap, t->req.method_id, tg__host(t->req.host),
+    n = tg_cache_key(c->key.base, c->key.cap, t->req.method_id, tg_router_host(t->req.host),
                      tg_str_make(t->scratch, t->path_len), rc);
     if (n < 0) { /* too many query parameters, or too long: not cached */
         t->cache = NULL;
         c->next_free = t->conn->worker->free_cache;
         t->conn->worker->free_cache = c;
-        tg__count(t, TG_CACHED_BYPASS);
+        tg_cache_count(t, TG_CACHED_BYPASS);
         return false;
     }
     c->key.len = (size_t)n;
@@ -286,7 +277,7 @@ bool tg_cache_begin(struct tg_txn *t)
         return false;
     }
     if (mode == TG_CACHE_REFRESH) {
-        tg__count(t, TG_CACHED_MISS); /* upstream, no waiting; the response may be stored */
+        tg_cache_count(t, TG_CACHED_MISS); /* upstream, no waiting; the response may be stored */
         return false;
     }
     e = tg__lookup(t);
@@ -310,7 +301,7 @@ bool tg_cache_begin(struct tg_txn *t)
             TG_FILL_WRITER) {
         c->writer = rc->coalesce && !t->head_request && t->conn->worker->id < 64;
         tg__keep_stale(c, e, now);
-        tg__count(t, TG_CACHED_MISS);
+        tg_cache_count(t, TG_CACHED_MISS);
         return false;
     }
     tg__drop(&e);
@@ -334,7 +325,7 @@ static void tg__resume(struct tg_txn *t)
         return;
     }
     tg__keep_stale(t->cache, e, tg_loop_wall_ms(t->conn->worker->loop)); /* if the node fails */
-    tg__count(t, TG_CACHED_MISS);
+    tg_cache_count(t, TG_CACHED_MISS);
     tg_txn_admit(t);
 }
 

@@ -462,6 +462,22 @@ bool tg_txn_limits(struct tg_txn *t, uint64_t units, bool answer)
 }
 
 /* Formatted by hand: this runs on every admitted response of a limited route. */
+/* One RateLimit field line: FIELD "NAME[:quota]";k1=v1;k2=v2 CRLF (k1 and k2 with their
+ * punctuation). Returns the end of what it wrote. */
+static char *tg__rl_line(char *o, const char *field, const char *name, size_t name_len,
+                         size_t suffix, const char *k1, uint64_t v1, const char *k2, uint64_t v2)
+{
+    memcpy(o, field, strlen(field)), o += strlen(field);
+    memcpy(o, name, name_len), o += name_len;
+    memcpy(o, ":quota", suffix), o += suffix;
+    memcpy(o, k1, strlen(k1)), o += strlen(k1);
+    o = tg_put_u64(o, v1);
+    memcpy(o, k2, strlen(k2)), o += strlen(k2);
+    o = tg_put_u64(o, v2);
+    memcpy(o, "\r\n", 2);
+    return o + 2;
+}
+
 size_t tg_txn_ratelimit_headers(const struct tg_txn *t, char *out, size_t cap)
 {
     size_t name = strlen(t->rl_name), suffix = t->rl_quota ? 6 : 0;
@@ -470,20 +486,8 @@ size_t tg_txn_ratelimit_headers(const struct tg_txn *t, char *out, size_t cap)
     /* two lines of fixed text, the name twice and four numbers of at most 20 digits */
     if (!t->rl_set || cap < 2 * (name + suffix) + 4 * 20 + 64)
         return 0;
-    memcpy(o, "RateLimit-Policy: \"", 19), o += 19;
-    memcpy(o, t->rl_name, name), o += name;
-    memcpy(o, ":quota", suffix), o += suffix;
-    memcpy(o, "\";q=", 4), o += 4;
-    o = tg_put_u64(o, t->rl_q);
-    memcpy(o, ";w=", 3), o += 3;
-    o = tg_put_u64(o, t->rl_w);
-    memcpy(o, "\r\nRateLimit: \"", 14), o += 14;
-    memcpy(o, t->rl_name, name), o += name;
-    memcpy(o, ":quota", suffix), o += suffix;
-    memcpy(o, "\";r=", 4), o += 4;
-    o = tg_put_u64(o, t->rl_r);
-    memcpy(o, ";t=", 3), o += 3;
-    o = tg_put_u64(o, t->rl_t);
-    memcpy(o, "\r\n", 2), o += 2;
+    o = tg__rl_line(o, "RateLimit-Policy: \"", t->rl_name, name, suffix, "\";q=", t->rl_q,
+                    ";w=", t->rl_w);
+    o = tg__rl_line(o, "RateLimit: \"", t->rl_name, name, suffix, "\";r=", t->rl_r, ";t=", t->rl_t);
     return (size_t)(o - out);
 }

@@ -491,20 +491,11 @@ int tg_rpc_collect(struct tg_txn *t, const char *p, size_t n)
 /* An eth_blockNumber answer lower than one the service gave before: the node is behind. */
 static bool tg__head_behind(struct tg_txn *t, const struct tg_rpc_reply *rep, const char *body)
 {
-    uint64_t n = 0;
-    size_t i = rep->result_off + 1, end = rep->result_off + rep->result_len - 1;
-    uint64_t seen;
+    uint64_t n, seen;
 
-    if (rep->result_len < 4 || body[rep->result_off] != '"' || body[i] != '0' ||
-        (body[i + 1] | 0x20) != 'x')
+    if (rep->result_len < 2 || body[rep->result_off] != '"' ||
+        !tg_hex_quantity(body + rep->result_off + 1, rep->result_len - 2, &n))
         return false;
-    for (i += 2; i < end; i++) {
-        int d = tg_hex_digit((unsigned char)body[i]);
-
-        if (d < 0 || n >> 60)
-            return false;
-        n = n << 4 | (uint64_t)d;
-    }
     seen = atomic_load_explicit(&t->svc->rpc_head, memory_order_relaxed);
     while (n > seen && !atomic_compare_exchange_weak_explicit(
                            &t->svc->rpc_head, &seen, n, memory_order_relaxed, memory_order_relaxed))

@@ -590,6 +590,8 @@ bool tg_cache_begin(struct tg_txn *t);
 void tg_cache_head_arrived(struct tg_txn *t);
 /* n body bytes of the node's response, as they go to the client. */
 void tg_cache_body(struct tg_txn *t, const char *p, size_t n);
+/* Counts a request (or a JSON-RPC call) in tollgate_cache_requests_total{route,result}. */
+void tg_cache_count(struct tg_txn *t, unsigned result);
 /* The node failed: sends the stale entry kept for stale_if_error instead (true), if any. */
 bool tg_cache_serve_stale(struct tg_txn *t);
 bool tg_cache_has_stale(const struct tg_txn *t);

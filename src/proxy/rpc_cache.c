@@ -39,14 +39,6 @@ static struct tg_rpc_chain tg__chain(const struct tg_service *svc)
     return ch;
 }
 
-static void tg__count(struct tg_txn *t, unsigned result)
-{
-    struct tg_runtime *rt = t->rt;
-
-    tg_metrics_policy(&t->conn->worker->metrics, rt->route_labels[t->route - rt->cf->routes],
-                      TG_POLICY_CACHE, result);
-}
-
 bool tg_rpc_cache_lookup(struct tg_txn *t, uint32_t i, struct tg_service *svc)
 {
     struct tg_rpc_txn *r = t->rpc;
@@ -59,7 +51,7 @@ bool tg_rpc_cache_lookup(struct tg_txn *t, uint32_t i, struct tg_service *svc)
     ssize_t n;
 
     if (rule == NULL || tg_instance.cache == NULL || c->id_kind == TG_RPC_ID_ABSENT) {
-        tg__count(t, TG_CACHED_BYPASS);
+        tg_cache_count(t, TG_CACHED_BYPASS);
         return false;
     }
     ch = tg__chain(svc);
@@ -68,7 +60,7 @@ bool tg_rpc_cache_lookup(struct tg_txn *t, uint32_t i, struct tg_service *svc)
                          r->body + c->params_off, c->params_len, &ch, r->keys.base + r->keys.len,
                          room, &r->how[i]);
     if (n < 0) { /* not final yet, "pending"... */
-        tg__count(t, TG_CACHED_BYPASS);
+        tg_cache_count(t, TG_CACHED_BYPASS);
         return false;
     }
     e = tg_cache_lookup(tg_instance.cache, tg_cache_hash(r->keys.base + r->keys.len, (size_t)n),
@@ -76,7 +68,7 @@ bool tg_rpc_cache_lookup(struct tg_txn *t, uint32_t i, struct tg_service *svc)
     if (e != NULL && tg_loop_wall_ms(t->conn->worker->loop) < e->fresh_ms) {
         r->hit[i] = e;
         r->local[i] = TG_RPC_CACHED;
-        tg__count(t, TG_CACHED_HIT);
+        tg_cache_count(t, TG_CACHED_HIT);
         return true;
     }
     if (e != NULL)
@@ -85,7 +77,7 @@ bool tg_rpc_cache_lookup(struct tg_txn *t, uint32_t i, struct tg_service *svc)
     r->ckey_len[i] = (uint32_t)n;
     r->keys.len += (size_t)n;
     r->to_store = true;
-    tg__count(t, TG_CACHED_MISS);
+    tg_cache_count(t, TG_CACHED_MISS);
     return false;
 }
 

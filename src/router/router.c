@@ -176,8 +176,7 @@ static bool rt_host_match(const struct tg__rt_pattern *pt, const char *s, size_t
     return rt_parts_match(pt, s, n, '.', caps);
 }
 
-/* The host as routed: without ":port" and without a trailing dot. */
-static struct tg_str rt_host_key(struct tg_str h)
+struct tg_str tg_router_host(struct tg_str h)
 {
     const char *c;
 
@@ -232,7 +231,7 @@ const struct tg_route_conf *tg_router_match(const struct tg_router *r, struct tg
         memcpy(&p8, path.base, TG_MIN(path_len, sizeof(p8)));
     if (caps == NULL)
         caps = &scratch;
-    host = rt_host_key(host);
+    host = tg_router_host(host);
     if (r->slots != NULL && host.len > 0) {
         size_t s = (size_t)rt_host_hash(host.base, host.len) & r->slot_mask;
 

@@ -83,6 +83,8 @@ int tg_router_template_check(const char *tmpl, const char *host_pattern, const c
  * only when a pattern does not pass tg_router_pattern_check(). Out of memory aborts.
  */
 struct tg_router *tg_router_new(const struct tg_config *cf);
+/* The host as routed (and as cached): without ":port" and without a trailing dot. */
+struct tg_str tg_router_host(struct tg_str h);
 void tg_router_free(struct tg_router *r);
 
 /*

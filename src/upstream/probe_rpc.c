@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/core.h"
+#include "core/hex.h"
 #include "core/str.h"
 #include "upstream/probe_rpc.h"
 
@@ -148,29 +149,16 @@ static const char *tg__rpc_reply(const char *p, const char *end, struct tg__rpc_
  * like). Returns false when result is neither or does not fit 64 bits. */
 static bool tg__rpc_quantity(struct tg_str v, uint64_t *out)
 {
-    size_t i = 0, end = v.len;
-    unsigned base = 10;
     uint64_t x = 0;
 
-    if (v.len >= 4 && v.base[0] == '"' && v.base[1] == '0' &&
-        (v.base[2] == 'x' || v.base[2] == 'X') && v.base[v.len - 1] == '"') {
-        i = 3;
-        end = v.len - 1;
-        base = 16;
-    }
-    if (i == end || end - i > (base == 16 ? 16 : 19))
+    if (v.len >= 2 && v.base[0] == '"' && v.base[v.len - 1] == '"')
+        return tg_hex_quantity(v.base + 1, v.len - 2, out);
+    if (v.len == 0 || v.len > 19)
         return false;
-    for (; i < end; i++) {
-        char c = v.base[i];
-        unsigned d;
-
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (base == 16 && (c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-            d = (unsigned)((c | 0x20) - 'a' + 10);
-        else
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.base[i] < '0' || v.base[i] > '9')
             return false;
-        x = x * base + d;
+        x = x * 10 + (uint64_t)(v.base[i] - '0');
     }
     *out = x;
     return true;
