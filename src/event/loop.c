@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/syscall.h"
 
 #define TG_WHEEL_BITS  12
 #define TG_WHEEL_SLOTS (1u << TG_WHEEL_BITS)
@@ -289,7 +290,7 @@ void tg_loop_run(struct tg_loop *loop)
 
         /* quiescent while asleep; awake (a full barrier) before any shared table is read */
         __atomic_store_n(&loop->qs, loop->iterations << 1 | 1, __ATOMIC_RELEASE);
-        n = epoll_wait(loop->epfd, events, TG_MAX_EVENTS, timeout);
+        n = tg_sys_epoll_wait(loop->epfd, events, TG_MAX_EVENTS, timeout);
         __atomic_store_n(&loop->qs, loop->iterations << 1, __ATOMIC_SEQ_CST);
         tg__loop_clock(loop);
         for (int i = 0; i < n; i++) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "core/core.h"
+#include "core/syscall.h"
 #include "net/tls.h"
 
 ssize_t tg_sock_read(struct tg_sock *s, void *buf, size_t len)
@@ -23,8 +24,8 @@ ssize_t tg_sock_read(struct tg_sock *s, void *buf, size_t len)
     /* recv and sendmsg go straight to the socket layer; read and writev would pass through
      * the VFS (fsnotify hooks and all), which costs measurable system time per request. */
     do {
-        n = recv(s->watch.fd, buf, len, 0);
-    } while (n < 0 && errno == EINTR);
+        n = tg_sys_recv(s->watch.fd, buf, len, 0);
+    } while (n == -EINTR);
     if (n > 0) {
         if ((size_t)n < len && !s->hup)
             s->readable = false;
@@ -35,10 +36,11 @@ ssize_t tg_sock_read(struct tg_sock *s, void *buf, size_t len)
         s->readable = false;
         return 0;
     }
-    if (errno == EAGAIN) {
+    if (n == -EAGAIN) {
         s->readable = false;
         return TG_AGAIN;
     }
+    errno = (int)-n;
     return TG_ERROR;
 }
 
@@ -69,28 +71,29 @@ ssize_t tg_sock_writev(struct tg_sock *s, const struct iovec *iov, int iovcnt)
             off += iov[i].iov_len;
         }
         do
-            n = send(s->watch.fd, one, want, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
+            n = tg_sys_send(s->watch.fd, one, want, MSG_NOSIGNAL);
+        while (n == -EINTR);
     } else if (iovcnt == 1) {
         do
-            n = send(s->watch.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
-        while (n < 0 && errno == EINTR);
+            n = tg_sys_send(s->watch.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL);
+        while (n == -EINTR);
     } else {
-        do {
-            struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+        struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
 
-            n = sendmsg(s->watch.fd, &msg, MSG_NOSIGNAL);
-        } while (n < 0 && errno == EINTR);
+        do
+            n = tg_sys_sendmsg(s->watch.fd, &msg, MSG_NOSIGNAL);
+        while (n == -EINTR);
     }
     if (n >= 0) {
         if ((size_t)n < want)
             s->writable = false;
         return n;
     }
-    if (errno == EAGAIN) {
+    if (n == -EAGAIN) {
         s->writable = false;
         return TG_AGAIN;
     }
+    errno = (int)-n;
     return TG_ERROR;
 }
 
