@@ -66,6 +66,7 @@
 #define TG__H1_C_CTL   0x02 /* stops a field-value scan: 0x00-0x1f (HTAB included) and DEL */
 #define TG__H1_C_HEX   0x04
 #define TG__H1_C_REG   0x08 /* reg-name character: unreserved / sub-delims (RFC 3986) */
+#define TG__H1_C_NUM   0x10 /* a digit or '.': what an IPv4 address is made of */
 
 extern const uint8_t tg__h1_class[256];
 

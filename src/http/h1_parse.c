@@ -23,7 +23,8 @@
 #define TG__HEX(c) (TG__DIGIT(c) || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F'))
 #define TG__CLS(c)                                                                                 \
     ((TG__TCHAR(c) ? TG__H1_C_TCHAR : 0) | ((c) < 0x20 || (c) == 0x7f ? TG__H1_C_CTL : 0) |        \
-     (TG__HEX(c) ? TG__H1_C_HEX : 0) | (TG__REG(c) ? TG__H1_C_REG : 0))
+     (TG__HEX(c) ? TG__H1_C_HEX : 0) | (TG__REG(c) ? TG__H1_C_REG : 0) |                           \
+     (TG__DIGIT(c) || (c) == '.' ? TG__H1_C_NUM : 0))
 #define TG__ROW4(b)  TG__CLS(b), TG__CLS((b) + 1), TG__CLS((b) + 2), TG__CLS((b) + 3)
 #define TG__ROW16(b) TG__ROW4(b), TG__ROW4((b) + 4), TG__ROW4((b) + 8), TG__ROW4((b) + 12)
 #define TG__ROW64(b) TG__ROW16(b), TG__ROW16((b) + 16), TG__ROW16((b) + 32), TG__ROW16((b) + 48)
@@ -539,24 +540,27 @@ bool tg__h1_authority_valid(const char *s, size_t n, bool need_port)
             return false;
         i = alen + 2;
     } else {
-        bool numeric = true;
+        /* The AND of the classes of the name's characters: TG__H1_C_NUM stays set only when
+         * all of them are digits and dots, the names that must then be IPv4 addresses. */
+        unsigned all = TG__H1_C_NUM;
 
-        for (; i < n && s[i] != ':'; i++) {
+        for (; i < n; i++) {
             unsigned char c = (unsigned char)s[i];
+            unsigned k = tg__h1_class[c];
 
-            if (c == '%') {
-                if (n - i < 3 || !tg__h1_is((unsigned char)s[i + 1], TG__H1_C_HEX) ||
-                    !tg__h1_is((unsigned char)s[i + 2], TG__H1_C_HEX))
-                    return false;
-                numeric = false;
-                i += 2;
+            if (k & TG__H1_C_REG) {
+                all &= k;
                 continue;
             }
-            if (!tg__h1_is(c, TG__H1_C_REG))
+            if (c == ':')
+                break;
+            if (c != '%' || n - i < 3 || !tg__h1_is((unsigned char)s[i + 1], TG__H1_C_HEX) ||
+                !tg__h1_is((unsigned char)s[i + 2], TG__H1_C_HEX))
                 return false;
-            numeric &= (c >= '0' && c <= '9') || c == '.';
+            all = 0;
+            i += 2;
         }
-        if (i == 0 || (numeric && !tg__h1_ipv4_valid(s, i)))
+        if (i == 0 || (all != 0 && !tg__h1_ipv4_valid(s, i)))
             return false;
     }
     if (i == n)
