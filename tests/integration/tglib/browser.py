@@ -16,9 +16,7 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
-from .jsdriver import parse_last_line
+from .jsdriver import Tools, parse_last_line
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser_driver.mjs")
@@ -27,8 +25,6 @@ INSTALL = os.path.join(ROOT, "scripts", "install-browser")
 CHROMIUM = "/usr/bin/chromium"
 OUTPUT = os.path.join(ROOT, "build", "test-output")
 INSTALL_TIMEOUT = 900  # apt-get fetches Chromium and its libraries: minutes on a slow mirror
-
-_checked = {}  # "ok" (bool), "reason" (str), "install_failed" (bool): found out once
 
 
 class BrowserFailed(AssertionError):
@@ -79,31 +75,13 @@ def _check():
     return True, "", False
 
 
-def browser_available():
-    """Whether Chromium and playwright-core can run the driver. Installs them with
-    scripts/install-browser the first time when the machine can (npm, and apt-get as root or
-    with sudo). browser_skip_reason() says why not."""
-    if not _checked:
-        ok, reason, failed = _check()
-        _checked.update(ok=ok, reason=reason, install_failed=failed)
-    return _checked["ok"]
-
-
-def browser_skip_reason():
-    """Why the browser cannot run ("" when it can)."""
-    browser_available()
-    return _checked["reason"]
+_tools = Tools(_check)
 
 
 def require_browser():
-    """Skips the calling test when the browser cannot be installed here (no node, npm or
-    apt-get); fails it when the install was tried and failed (a bug to see, not a machine
-    without tools)."""
-    if browser_available():
-        return
-    if _checked["install_failed"]:
-        pytest.fail(_checked["reason"])
-    pytest.skip(_checked["reason"])
+    """Skips the calling test when the browser cannot be installed here; fails it when the install
+    was tried and failed."""
+    _tools.require()
 
 
 def output_dir(name):

@@ -19,16 +19,12 @@ import signal
 import subprocess
 import tempfile
 
-import pytest
-
-from .jsdriver import parse_last_line
+from .jsdriver import Tools, parse_last_line
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 DRIVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ethers_driver.mjs")
 MODULES = os.path.join(ROOT, "build", "tools", "node_modules")
 INSTALL = os.path.join(ROOT, "scripts", "install-ethers")
-
-_checked = {}  # "ok" (bool), "reason" (str), "install_failed" (bool): found out once
 
 
 class EthersFailed(AssertionError):
@@ -61,29 +57,13 @@ def _check():
     return True, "", False
 
 
-def ethers_available():
-    """Whether node and ethers 6 can run the driver. Installs ethers with scripts/install-ethers
-    the first time when npm is there. ethers_skip_reason() says why not."""
-    if not _checked:
-        ok, reason, failed = _check()
-        _checked.update(ok=ok, reason=reason, install_failed=failed)
-    return _checked["ok"]
-
-
-def ethers_skip_reason():
-    """Why ethers cannot run ("" when it can)."""
-    ethers_available()
-    return _checked["reason"]
+_tools = Tools(_check)
 
 
 def require_ethers():
-    """Skips the calling test when node or npm is missing; fails it when npm is there but the
-    install failed (that is a bug to see, not a machine without tools)."""
-    if ethers_available():
-        return
-    if _checked["install_failed"]:
-        pytest.fail(_checked["reason"])
-    pytest.skip(_checked["reason"])
+    """Skips the calling test when ethers cannot be installed here; fails it when the install
+    was tried and failed."""
+    _tools.require()
 
 
 def _command(scenario, url, args, timeout):
